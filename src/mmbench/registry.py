@@ -36,6 +36,8 @@ class Registry(Generic[T]):
             if name in self._items and self._items[name] is not obj:
                 raise ValueError(f"{self.kind} name {name!r} is already registered to {self._items[name]!r}")
             self._items[name] = obj
+            if isinstance(obj, type):
+                obj.registry_name = name  # type: ignore[attr-defined]
             return obj
 
         return deco

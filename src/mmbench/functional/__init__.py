@@ -1,0 +1,1 @@
+"""functional: see the module docstrings."""

@@ -1,0 +1,1 @@
+"""Per-pattern metrics and task metric factories."""

@@ -1,0 +1,278 @@
+"""``MultimodalDataModule``: the base of every data module, and the datasets that carry masks.
+
+A data module declares ``modalities`` (canonical order), ``input_shapes``, ``task`` and ``num_classes`` at
+construction time (LightningCLI links them into the method) and builds one ``Dataset`` per split whose items are
+``{"inputs": {name: Tensor}, "target": Tensor, "index": int}`` with every modality present.
+
+Masks are attached here, never by methods:
+
+* train/val batches get ``mask = missingness.masks(modalities, mask_seed, split, index, epoch)`` in
+  ``on_after_batch_transfer`` (main process, so independent of worker count), then masked-out inputs are
+  zero-filled;
+* test batches come from one ``EvalDataset`` per evaluation protocol, whose rows are (sample, mask) pairs of
+  that protocol's ``MaskTable``; its hash goes into every result row.
+
+Under DDP, val/test loaders shard without padding (``UnrepeatedDistributedSampler``) so each row counts once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from mmbench.masks import (
+    AllPatterns,
+    BernoulliMissing,
+    EvalProtocol,
+    FixedPattern,
+    MaskTable,
+    MissingnessSpec,
+    zero_fill,
+)
+from mmbench.types import Task
+
+__all__ = ["EvalDataset", "MultimodalDataModule", "TensorSplit", "index_hash"]
+
+SPLITS = ("train", "val", "test")
+
+
+def index_hash(*parts: Sequence[Any]) -> str:
+    """Stable ``sha256:<16 hex>`` of sequences of ids/indices (used for ``split_hash``)."""
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(("|".join(str(p) for p in part) + "#").encode())
+    return "sha256:" + h.hexdigest()[:16]
+
+
+class TensorSplit(Dataset):
+    """An in-memory split: ``inputs[name]`` is ``[N, ...]``, ``target`` is ``[N, ...]``.
+
+    Args:
+        inputs: per-modality tensors with a common first dimension N.
+        target: targets, first dimension N.
+    """
+
+    def __init__(self, inputs: dict[str, Tensor], target: Tensor) -> None:
+        sizes = {k: v.shape[0] for k, v in inputs.items()}
+        if len(set(sizes.values()) | {target.shape[0]}) != 1:
+            raise ValueError(f"inputs and target disagree on the number of samples: {sizes}, target {target.shape[0]}")
+        self.inputs = inputs
+        self.target = target
+
+    def __len__(self) -> int:
+        return int(self.target.shape[0])
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {"inputs": {k: v[i] for k, v in self.inputs.items()}, "target": self.target[i], "index": i}
+
+
+class EvalDataset(Dataset):
+    """Rows of a ``MaskTable`` over a split: row ``r`` = sample ``table.sample_index[r]`` with ``table.mask[r]``.
+
+    Args:
+        base: the split's dataset.
+        table: the protocol's mask table.
+        protocol_index: position of the protocol in the data module's ``eval_protocols``.
+    """
+
+    def __init__(self, base: Dataset, table: MaskTable, protocol_index: int) -> None:
+        self.base = base
+        self.table = table
+        self.protocol_index = protocol_index
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __getitem__(self, r: int) -> dict[str, Any]:
+        item = dict(self.base[int(self.table.sample_index[r])])
+        item["mask"] = self.table.mask[r]
+        item["protocol"] = self.protocol_index
+        return item
+
+
+class MultimodalDataModule(pl.LightningDataModule, ABC):
+    """Base data module: per-sample masks from a ``MissingnessSpec``, evaluation under ``EvalProtocol``s.
+
+    Subclasses set the class attributes ``name`` (registry name) and implement ``modalities``,
+    ``input_shapes``, ``task``, ``num_classes``, ``dataset_variant`` and ``build_split``.
+
+    Args:
+        missingness: training/validation masks; ``None`` = every modality observed (full-modality training).
+        eval_protocols: test protocols; ``None`` = ``[AllPatterns()]``.
+        mask_seed: seed of every mask (train, val and test tables); fixed across methods.
+        batch_size: training batch size.
+        eval_batch_size: val/test batch size (default: ``batch_size``).
+        num_workers: DataLoader workers.
+    """
+
+    name: str = ""
+
+    def __init__(
+        self,
+        missingness: MissingnessSpec | None = None,
+        eval_protocols: list[EvalProtocol] | None = None,
+        mask_seed: int = 0,
+        batch_size: int = 64,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        self.missingness = missingness if missingness is not None else BernoulliMissing(0.0)
+        self.eval_protocols = list(eval_protocols) if eval_protocols is not None else [AllPatterns()]
+        if not self.eval_protocols:
+            raise ValueError("eval_protocols is empty: give at least one protocol (e.g. AllPatterns)")
+        names = [p.name for p in self.eval_protocols]
+        if len(set(names)) != len(names):
+            raise ValueError(f"eval_protocols has duplicate names: {names}")
+        self.mask_seed = int(mask_seed)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.datasets: dict[str, Dataset] = {}
+        self._tables: dict[str, MaskTable] = {}
+
+    # ----------------------------------------------------------------------------------------- declared facts
+    @property
+    @abstractmethod
+    def modalities(self) -> tuple[str, ...]:
+        """Canonical modality order; column ``i`` of every mask is ``modalities[i]``."""
+
+    @property
+    @abstractmethod
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Per-sample shape of each modality's input (no batch dimension)."""
+
+    @property
+    @abstractmethod
+    def task(self) -> Task:
+        """What is predicted."""
+
+    @property
+    @abstractmethod
+    def num_classes(self) -> int:
+        """Number of classes / labels / regression targets / segmentation channels."""
+
+    @property
+    @abstractmethod
+    def dataset_variant(self) -> str:
+        """Variant recorded in result rows (e.g. ``"lite"``, ``"semi-synthetic"``)."""
+
+    @abstractmethod
+    def build_split(self, split: str) -> Dataset:
+        """The dataset of ``split`` (``"train"``, ``"val"`` or ``"test"``) with every modality present."""
+
+    @property
+    def split_hash(self) -> str:
+        """Hash of the split definition (override when splits come from files)."""
+        return index_hash([self.name, self.dataset_variant])
+
+    @property
+    def training_regime(self) -> str:
+        """``full`` (every modality always observed), ``dedicated`` (one fixed pattern) or ``non-dedicated``."""
+        probs = self.missingness.pattern_probs(self.modalities)
+        full_id = 2 ** len(self.modalities) - 1
+        if probs[full_id] == 1.0 and not hasattr(self.missingness, "warmup_epochs"):
+            return "full"
+        if isinstance(self.missingness, FixedPattern):
+            return "dedicated"
+        return "non-dedicated"
+
+    def validate(self) -> None:
+        """Check the specs against the modalities (called by subclasses at the end of ``__init__``)."""
+        self.missingness.validate(self.modalities)
+        for name in self.input_shapes:
+            if name not in self.modalities:
+                raise ValueError(f"input_shapes names {name!r}, which is not one of {self.modalities}")
+
+    # ------------------------------------------------------------------------------------------------ masks
+    def masks_for(self, split: str, index: Tensor, epoch: int = 0) -> Tensor:
+        """Training-spec masks ``bool[N, M]`` of samples ``index`` of ``split`` (pure in its arguments)."""
+        return self.missingness.masks(self.modalities, self.mask_seed, split, index, epoch)
+
+    def mask_table(self, protocol: EvalProtocol, split: str = "test") -> MaskTable:
+        """The evaluation mask table of ``protocol`` on ``split`` (cached)."""
+        key = f"{split}:{protocol.name}"
+        if key not in self._tables:
+            n = len(self._dataset(split))
+            self._tables[key] = protocol.table(self.modalities, n, self.mask_seed, split)
+        return self._tables[key]
+
+    def apply_missingness(self, batch: dict[str, Any], split: str, epoch: int = 0) -> dict[str, Any]:
+        """Attach ``mask`` (unless present) and zero-fill masked-out inputs. Used for every batch a method sees."""
+        if "mask" not in batch:
+            batch["mask"] = self.masks_for(split, batch["index"], epoch).to(batch["index"].device)
+        batch["inputs"] = zero_fill(batch["inputs"], batch["mask"], self.modalities)
+        return batch
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:  # noqa: D102
+        trainer = self.trainer
+        training = trainer is not None and trainer.training
+        epoch = trainer.current_epoch if trainer is not None else 0
+        return self.apply_missingness(batch, "train" if training else "val", epoch)
+
+    # --------------------------------------------------------------------------------------------- datasets
+    def _dataset(self, split: str) -> Dataset:
+        if split not in self.datasets:
+            if split not in SPLITS:
+                raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+            self.datasets[split] = self.build_split(split)
+        return self.datasets[split]
+
+    def setup(self, stage: str | None = None) -> None:  # noqa: D102
+        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+        for split in wanted.get(stage or "", SPLITS):
+            self._dataset(split)
+
+    def _loader(self, dataset: Dataset, shuffle: bool, batch_size: int) -> DataLoader:
+        sampler = None
+        trainer = self.trainer
+        if not shuffle and trainer is not None and trainer.world_size > 1:
+            # shard without padding so that every evaluation row counts exactly once
+            sampler = UnrepeatedDistributedSampler(
+                dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
+            )
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:  # noqa: D102
+        return self._loader(self._dataset("train"), True, self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:  # noqa: D102
+        return self._loader(self._dataset("val"), False, self.eval_batch_size)
+
+    def test_dataloader(self) -> list[DataLoader]:  # noqa: D102
+        base = self._dataset("test")
+        return [
+            self._loader(EvalDataset(base, self.mask_table(p), i), False, self.eval_batch_size)
+            for i, p in enumerate(self.eval_protocols)
+        ]
+
+    def predict_dataloader(self) -> DataLoader:  # noqa: D102
+        return self.test_dataloader()[0]
+
+    def describe(self) -> dict[str, object]:
+        """Provenance columns contributed by the data module."""
+        return {
+            "dataset": self.name,
+            "dataset_variant": self.dataset_variant,
+            "split_hash": self.split_hash,
+            "task": str(self.task),
+            "training_regime": self.training_regime,
+            "mask_seed": self.mask_seed,
+            **self.missingness.describe(),
+        }
