@@ -111,6 +111,14 @@ def cli_main(args: ArgsType = None, run: bool = True) -> MMBenchCLI:
     """Run ``mmbench fit|validate|test|predict`` with ``args`` (default: ``sys.argv[1:]``)."""
     if args is not None and not isinstance(args, dict):
         args = _preflight([str(a) for a in args])
+    argv, sys.argv = sys.argv, sys.argv[:1]  # the arguments travel in `args` (LightningCLI warns when both are set)
+    try:
+        return _make_cli(args, run)
+    finally:
+        sys.argv = argv
+
+
+def _make_cli(args: ArgsType, run: bool) -> MMBenchCLI:
     return MMBenchCLI(
         MissingModalityMethod,
         MultimodalDataModule,
@@ -182,7 +190,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     command, rest = args[0], args[1:]
     try:
         if command in LIGHTNING_COMMANDS:
-            sys.argv = sys.argv[:1]  # the arguments travel in `args`; LightningCLI warns when both are set
             cli_main([command, *rest])
             return
         commands = _subcommands()

@@ -121,10 +121,9 @@ class ResultsWriter(Callback):
         self.ckpt_selection = ckpt_selection
         self.last_path: Path | None = None
 
-    def rows(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[dict[str, Any]]:
+    def rows(self, trainer: pl.Trainer, pl_module: pl.LightningModule, run_dir: Path) -> list[dict[str, Any]]:
         """Result rows with every provenance column filled."""
         dm = trainer.datamodule  # type: ignore[attr-defined]
-        run_dir = Path(trainer.log_dir or trainer.default_root_dir)
         config = run_dir / "config.yaml"
         config_hash = "sha256:" + hashlib.sha256(config.read_bytes()).hexdigest()[:16] if config.is_file() else ""
         variant = pl_module.variant() if hasattr(pl_module, "variant") else {}
@@ -160,10 +159,11 @@ class ResultsWriter(Callback):
         return out
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:  # noqa: D102
+        run_dir = Path(trainer.log_dir or trainer.default_root_dir)  # a collective under DDP: every rank calls it
         if not trainer.is_global_zero or trainer.sanity_checking:
             return
-        rows = self.rows(trainer, pl_module)
-        path = Path(trainer.log_dir or trainer.default_root_dir) / self.filename
+        rows = self.rows(trainer, pl_module, run_dir)
+        path = run_dir / self.filename
         write_rows_atomic(path, rows)
         self.last_path = path
         rank_zero_info(f"mmbench: wrote {len(rows)} result rows to {path}")

@@ -71,6 +71,8 @@ class MissingModalityMethod(pl.LightningModule):
     """
 
     registry_name: str = ""
+    supported_tasks: tuple[Task, ...] = (Task.MULTICLASS, Task.MULTILABEL, Task.REGRESSION)
+    """Tasks the method can run on; the sweep runner and the contract tests read it."""
 
     def __init__(
         self,
@@ -96,8 +98,8 @@ class MissingModalityMethod(pl.LightningModule):
         self.hparams["task"] = self.task.value
         self.hparams["modalities"] = list(self.modalities)
         self.hparams["input_shapes"] = {m: list(s) for m, s in self.input_shapes.items()}
-        self._make_metric = task_metrics(self.task, self.num_classes)
-        self.val_metrics = PerPatternMetric(self._make_metric, self.modalities)
+        # the factory is not stored: ddp_spawn pickles the module and factories may be closures
+        self.val_metrics = PerPatternMetric(task_metrics(self.task, self.num_classes), self.modalities)
         self.test_metrics = nn.ModuleDict()
         self.test_results: list[dict[str, Any]] = []
 
@@ -165,8 +167,9 @@ class MissingModalityMethod(pl.LightningModule):
 
     def on_test_start(self) -> None:  # noqa: D102
         protocols = self._eval_protocol_names()
+        make = task_metrics(self.task, self.num_classes)
         self.test_metrics = nn.ModuleDict(
-            {f"t{i}": PerPatternMetric(self._make_metric, self.modalities) for i in range(len(protocols))}
+            {f"t{i}": PerPatternMetric(make, self.modalities) for i in range(len(protocols))}
         ).to(self.device)
         self.test_results = []
 

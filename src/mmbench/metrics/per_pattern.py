@@ -91,10 +91,10 @@ class PerPatternMetric(nn.Module):
 
         ``all`` has ``pattern_id`` 0. Every clone is computed on every process (DDP-safe).
         """
-        counts = self.counts.compute().cpu()
         rows = []
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*compute.*before.*update.*")
+            counts = self.counts.compute().cpu()
             for pid in [*self.pids, 0]:
                 key = f"p{pid}" if pid else ALL
                 values = _as_dict(self.metrics[key].compute(), self.name)
