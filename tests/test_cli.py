@@ -33,8 +33,16 @@ def test_links_arrive_in_the_method(tmp_cwd):
 
 
 def test_fit_then_test_writes_results_csv(tmp_cwd):
-    cli = cli_main(["fit", *SYNTH, "--model=LateFusion", *FAST,
-                    "--data.missingness=BernoulliMissing", "--data.missingness.rate=0.5"])
+    cli = cli_main(
+        [
+            "fit",
+            *SYNTH,
+            "--model=LateFusion",
+            *FAST,
+            "--data.missingness=BernoulliMissing",
+            "--data.missingness.rate=0.5",
+        ]
+    )
     run_dir = Path(cli.trainer.log_dir)
     rows = _read(run_dir / "results.csv")
     assert (run_dir / "config.yaml").is_file()
@@ -54,9 +62,17 @@ def test_fit_then_test_writes_results_csv(tmp_cwd):
 def test_two_methods_share_identical_eval_masks(tmp_cwd):
     hashes = []
     for model in ("late_fusion", "LateFusion"):
-        cli = cli_main(["fit", *SYNTH, f"--model={model}", "--model.init_args.hidden_dim=16", *FAST,
-                        '--data.eval_protocols=[{"class_path": "AllPatterns"}, '
-                        '{"class_path": "RateProtocol", "init_args": {"rate": 0.3}}]'])
+        cli = cli_main(
+            [
+                "fit",
+                *SYNTH,
+                f"--model={model}",
+                "--model.init_args.hidden_dim=16",
+                *FAST,
+                '--data.eval_protocols=[{"class_path": "AllPatterns"}, '
+                '{"class_path": "RateProtocol", "init_args": {"rate": 0.3}}]',
+            ]
+        )
         rows = _read(Path(cli.trainer.log_dir) / "results.csv")
         hashes.append({(r["eval_protocol"], r["mask_hash"]) for r in rows})
     assert hashes[0] == hashes[1] and len(hashes[0]) == 2
@@ -87,8 +103,10 @@ def test_unknown_dataset_and_command(tmp_cwd, capsys):
 
 
 def test_bad_rate_and_unknown_key_and_missing_config(tmp_cwd, capsys):
-    err = _run_main(["fit", *SYNTH, "--model=late_fusion", "--data.missingness=BernoulliMissing",
-                     "--data.missingness.rate=1.5"], capsys)
+    err = _run_main(
+        ["fit", *SYNTH, "--model=late_fusion", "--data.missingness=BernoulliMissing", "--data.missingness.rate=1.5"],
+        capsys,
+    )
     assert "rate must be in [0, 1], got 1.5" in err
     err = _run_main(["fit", *SYNTH, "--model=late_fusion", "--data.not_a_key=3"], capsys)
     assert "not_a_key" in err
@@ -99,8 +117,16 @@ def test_bad_rate_and_unknown_key_and_missing_config(tmp_cwd, capsys):
 
 
 def test_min_present_that_cannot_be_met(tmp_cwd, capsys):
-    err = _run_main(["fit", *SYNTH, "--model=late_fusion", "--data.missingness=BernoulliMissing",
-                     "--data.missingness.min_present=4"], capsys)
+    err = _run_main(
+        [
+            "fit",
+            *SYNTH,
+            "--model=late_fusion",
+            "--data.missingness=BernoulliMissing",
+            "--data.missingness.min_present=4",
+        ],
+        capsys,
+    )
     assert "min_present=4 cannot be met with 3 modalities" in err
 
 
@@ -111,10 +137,13 @@ def test_checksum_mismatch_is_reported(monkeypatch, tmp_path):
     fake = tmp_path / "mnist_5k.csv.gz"
     fake.write_bytes(b"not the data")
     spec = sources.PACKAGED_FILES["mnist_5k"]
-    monkeypatch.setitem(sources.PACKAGED_FILES, "mnist_5k", sources.PackagedFile(
-        spec.package, spec.version, str(fake), spec.sha256, spec.citation))
+    monkeypatch.setitem(
+        sources.PACKAGED_FILES,
+        "mnist_5k",
+        sources.PackagedFile(spec.package, spec.version, str(fake), spec.sha256, spec.citation),
+    )
     monkeypatch.setattr(sources, "_VERIFIED", set())
-    with pytest.raises(DataIntegrityError, match="checksum mismatch for .*mnist_5k.csv.gz: expected sha256 846f"):
+    with pytest.raises(DataIntegrityError, match=r"checksum mismatch for .*mnist_5k.csv.gz: expected sha256 846f"):
         sources.packaged_path("mnist_5k")
 
 

@@ -16,17 +16,26 @@ from mmbench.results import ResultsWriter
 
 def _test_rows(tmp_path: Path, devices: int, strategy: str) -> dict:
     # 33 test samples: not divisible by 2, so a padding sampler would count a sample twice
-    dm = SyntheticDataModule(num_samples=(8, 4, 33), eval_batch_size=5,
-                             eval_protocols=[AllPatterns(), RateProtocol(0.5)])
+    dm = SyntheticDataModule(
+        num_samples=(8, 4, 33), eval_batch_size=5, eval_protocols=[AllPatterns(), RateProtocol(0.5)]
+    )
     torch.manual_seed(0)
     model = LateFusion(dm.modalities, dm.input_shapes, dm.task, dm.num_classes, hidden_dim=8)
-    trainer = pl.Trainer(accelerator="cpu", devices=devices, strategy=strategy, logger=CSVLogger(tmp_path),
-                         callbacks=[ResultsWriter()], enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=devices,
+        strategy=strategy,
+        logger=CSVLogger(tmp_path),
+        callbacks=[ResultsWriter()],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.test(model, datamodule=dm, verbose=False)
     (path,) = tmp_path.rglob("results.csv")  # under ddp_spawn the parent's log_dir is not the children's
     with open(path, newline="") as f:
-        return {(r["eval_protocol"], r["pattern"], r["metric"]): (float(r["value"]), int(r["n"]))
-                for r in csv.DictReader(f)}
+        return {
+            (r["eval_protocol"], r["pattern"], r["metric"]): (float(r["value"]), int(r["n"])) for r in csv.DictReader(f)
+        }
 
 
 @pytest.mark.timeout(300)

@@ -38,8 +38,9 @@ def _configs(path: Path) -> list[str]:
         seg = "brats" in rel
         return [rel, METHOD_FOR_TASK["segmentation"] if seg else "methods/late_fusion.yaml"]
     if "model" in cfg:
-        data = next((d for suffix, d in DATA_FOR_METHOD.items() if path.stem.endswith(suffix)),
-                    "data/avmnist_lite.yaml")
+        data = next(
+            (d for suffix, d in DATA_FOR_METHOD.items() if path.stem.endswith(suffix)), "data/avmnist_lite.yaml"
+        )
         return [data, rel]
     return ["demo.yaml", rel]
 

@@ -74,7 +74,6 @@ def test_masks_are_pure_functions_of_seed_split_index(spec):
     assert (a.sum(1) >= 1).all()
 
 
-
 def _loader_masks(num_workers: int) -> torch.Tensor:
     from mmbench.data.synthetic import SyntheticDataModule
 

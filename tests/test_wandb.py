@@ -29,10 +29,19 @@ def test_wandb_offline_run_appears_without_network(tmp_cwd, monkeypatch):
         return real_connect(self, address)
 
     monkeypatch.setattr(socket.socket, "connect", guarded)
-    cli = cli_main(["fit", "--config", str(ROOT / "experiments/demo.yaml"),
-                    "--config", str(ROOT / "experiments/trainer/wandb.yaml"),
-                    "--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1",
-                    "--trainer.limit_test_batches=1"])
+    cli = cli_main(
+        [
+            "fit",
+            "--config",
+            str(ROOT / "experiments/demo.yaml"),
+            "--config",
+            str(ROOT / "experiments/trainer/wandb.yaml"),
+            "--trainer.max_epochs=1",
+            "--trainer.limit_train_batches=2",
+            "--trainer.limit_val_batches=1",
+            "--trainer.limit_test_batches=1",
+        ]
+    )
     import wandb
 
     wandb.finish()

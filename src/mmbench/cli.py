@@ -109,7 +109,7 @@ def _preflight(args: list[str]) -> list[str]:
 
 def cli_main(args: ArgsType = None, run: bool = True) -> MMBenchCLI:
     """Run ``mmbench fit|validate|test|predict`` with ``args`` (default: ``sys.argv[1:]``)."""
-    if args is not None and not isinstance(args, dict):
+    if isinstance(args, list | tuple):
         args = _preflight([str(a) for a in args])
     argv, sys.argv = sys.argv, sys.argv[:1]  # the arguments travel in `args` (LightningCLI warns when both are set)
     try:

@@ -126,7 +126,8 @@ class ResultsWriter(Callback):
         dm = trainer.datamodule  # type: ignore[attr-defined]
         config = run_dir / "config.yaml"
         config_hash = "sha256:" + hashlib.sha256(config.read_bytes()).hexdigest()[:16] if config.is_file() else ""
-        variant = pl_module.variant() if hasattr(pl_module, "variant") else {}
+        variant_fn = getattr(pl_module, "variant", None)
+        variant = variant_fn() if callable(variant_fn) else {}
         protocols = {p.name: p for p in dm.eval_protocols}
         common = {
             **dm.describe(),

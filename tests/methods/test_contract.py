@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import TASK_CASES, make_dm
 
 import mmbench.methods  # noqa: F401  (registers every method)
+from conftest import TASK_CASES, make_dm
 from mmbench.masks import all_pattern_ids, pattern_mask, zero_fill
 from mmbench.registry import METHODS
 from mmbench.types import Task
 
 # every task family the harness ships; a method must declare the tasks it supports
-CASES = [(name, case) for name, cls in METHODS.items() for case, spec in TASK_CASES.items()
-         if spec["task"] in cls.supported_tasks]
+CASES = [
+    (name, case)
+    for name, cls in METHODS.items()
+    for case, spec in TASK_CASES.items()
+    if spec["task"] in cls.supported_tasks
+]
 
 
 def _build(name, case):

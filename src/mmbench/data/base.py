@@ -202,7 +202,7 @@ class MultimodalDataModule(pl.LightningDataModule, ABC):
         """The evaluation mask table of ``protocol`` on ``split`` (cached)."""
         key = f"{split}:{protocol.name}"
         if key not in self._tables:
-            n = len(self._dataset(split))
+            n = len(self._dataset(split))  # type: ignore[arg-type]
             self._tables[key] = protocol.table(self.modalities, n, self.mask_seed, split)
         return self._tables[key]
 

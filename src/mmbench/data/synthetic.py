@@ -125,8 +125,8 @@ class SyntheticDataModule(MultimodalDataModule):
         for i in range(n):
             c = [int(torch.randint(s // 4, 3 * s // 4, (1,), generator=g)) for s in shape]
             for ch, r in ((2, 4), (1, 3), (0, 1)):  # WT ⊇ TC ⊇ ET
-                sl = tuple(slice(max(ci - r, 0), ci + r) for ci in c)
-                target[(i, ch, *sl)] = True
+                d, h, w = (slice(max(ci - r, 0), ci + r) for ci in c)
+                target[i, ch, d, h, w] = True
             for j, m in enumerate(self._shapes):
                 ch = j % 3  # modality j shows region j mod 3 brightly, the whole tumour faintly
                 inputs[m][i, 0] += 2.0 * target[i, ch].float() + 0.5 * target[i, 2].float()

@@ -179,7 +179,9 @@ class MissingModalityMethod(pl.LightningModule):
 
     def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:  # noqa: D102
         logits = self.predict_logits(batch["inputs"], batch["mask"])
-        self.test_metrics[f"t{dataloader_idx}"].update(logits, batch["target"], batch["mask"])
+        metric = self.test_metrics[f"t{dataloader_idx}"]
+        assert isinstance(metric, PerPatternMetric)
+        metric.update(logits, batch["target"], batch["mask"])
 
     def on_test_epoch_end(self) -> None:  # noqa: D102
         for i, protocol in enumerate(self._eval_protocol_names()):

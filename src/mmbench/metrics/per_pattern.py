@@ -28,6 +28,8 @@ class PatternCounts(Metric):
         super().__init__()
         self.add_state("counts", torch.zeros(2**num_modalities, dtype=torch.long), dist_reduce_fx="sum")
 
+    counts: Tensor
+
     def update(self, pids: Tensor) -> None:  # noqa: D102
         self.counts += torch.bincount(pids, minlength=self.counts.numel())
 
@@ -69,6 +71,11 @@ class PerPatternMetric(nn.Module):
         self.metrics[ALL] = make_metric()
         self.counts = PatternCounts(len(self.modalities))
 
+    def _metric(self, key: str) -> Metric | MetricCollection:
+        metric = self.metrics[key]
+        assert isinstance(metric, Metric | MetricCollection)
+        return metric
+
     def update(self, preds: Tensor, target: Tensor, mask: Tensor) -> None:
         """Update the ``all`` clone with every row and each pattern's clone with its rows.
 
@@ -79,12 +86,12 @@ class PerPatternMetric(nn.Module):
         """
         pids = pattern_ids(mask)  # [B]
         self.counts.update(pids)
-        self.metrics[ALL].update(preds, target)
+        self._metric(ALL).update(preds, target)
         for pid in torch.unique(pids).tolist():
             if pid == 0:
                 raise ValueError("a row has no observed modality; masks must observe at least one modality")
             rows = pids == pid
-            self.metrics[f"p{pid}"].update(preds[rows], target[rows])
+            self._metric(f"p{pid}").update(preds[rows], target[rows])
 
     def compute(self) -> list[dict[str, Any]]:
         """Rows ``{pattern_id, pattern, n_observed, metric, value, n}`` for patterns seen on any process.
@@ -97,7 +104,7 @@ class PerPatternMetric(nn.Module):
             counts = self.counts.compute().cpu()
             for pid in [*self.pids, 0]:
                 key = f"p{pid}" if pid else ALL
-                values = _as_dict(self.metrics[key].compute(), self.name)
+                values = _as_dict(self._metric(key).compute(), self.name)
                 n = int(counts.sum()) if pid == 0 else int(counts[pid])
                 if n == 0:
                     continue
@@ -116,6 +123,6 @@ class PerPatternMetric(nn.Module):
 
     def reset(self) -> None:
         """Reset every clone and the counts."""
-        for m in self.metrics.values():
-            m.reset()
+        for key in self.metrics:
+            self._metric(key).reset()
         self.counts.reset()
