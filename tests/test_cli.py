@@ -153,3 +153,11 @@ def test_console_script_help_lists_subcommands():
         assert f"  {cmd} " in out.stdout
     out = subprocess.run([sys.executable, "-m", "mmbench", "fit", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--test_after_fit" in out.stdout and "--print_config" in out.stdout
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-m", "mmbench", "fit", "--config", str(root / "experiments/demo.yaml"), "--print_config"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "class_path: mmbench.methods.LateFusion" in out.stdout and "rate: 0.5" in out.stdout

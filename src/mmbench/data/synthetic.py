@@ -8,7 +8,7 @@ Not a benchmark: it exists so that contracts can be tested on every task without
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch.utils.data import Dataset
@@ -46,7 +46,7 @@ class SyntheticDataModule(MultimodalDataModule):
 
     def __init__(
         self,
-        task: Task = Task.MULTICLASS,
+        task: Literal["multiclass", "multilabel", "regression", "segmentation"] | Task = "multiclass",
         input_shapes: dict[str, list[int]] | None = None,
         num_classes: int = 3,
         num_samples: tuple[int, int, int] = (96, 32, 32),

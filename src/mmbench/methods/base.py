@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mmbench.functional.sliding_window import sliding_window_inference
 from mmbench.metrics.factory import task_metrics
 from mmbench.metrics.per_pattern import PerPatternMetric
 from mmbench.types import Batch, MethodOutput, Task
@@ -133,8 +134,24 @@ class MissingModalityMethod(pl.LightningModule):
         return {}
 
     def predict_logits(self, inputs: Mapping[str, Tensor], mask: Tensor) -> Tensor:
-        """Evaluation-time logits (override for sliding-window inference). Default: ``forward(...).logits``."""
-        return self(inputs, mask).logits
+        """Evaluation-time logits.
+
+        Classification: ``forward(inputs, mask).logits``. Segmentation: when the volume is larger than the training
+        input shape, Gaussian-weighted sliding-window inference over windows of that shape (overlap 0.5), the mask
+        of each volume applied to each of its windows.
+        """
+        first = self.modalities[0]
+        roi = self.input_shapes[first][1:]
+        if self.task is not Task.SEGMENTATION or tuple(inputs[first].shape[2:]) == roi:
+            return self(inputs, mask).logits
+        channels = [self.input_shapes[m][0] for m in self.modalities]
+        volume = torch.cat([inputs[m] for m in self.modalities], dim=1)  # [B, ΣC_m, D, H, W]
+
+        def predictor(windows: Tensor) -> Tensor:  # [k·B, ΣC_m, *roi] -> [k·B, C_out, *roi]
+            parts = dict(zip(self.modalities, windows.split(channels, dim=1), strict=True))
+            return self(parts, mask.repeat(windows.shape[0] // mask.shape[0], 1)).logits
+
+        return sliding_window_inference(volume, roi, predictor, overlap=0.5)
 
     # ---------------------------------------------------------------------------------------- Lightning glue
     def configure_optimizers(self) -> torch.optim.Optimizer:  # noqa: D102
