@@ -1,0 +1,465 @@
+"""ShaSpec: shared-specific feature modelling for missing modalities (Wang et al., CVPR 2023, arXiv 2307.14126).
+
+Equation numbers follow ``reference/shaspec.md`` §2 (the paper numbers them 1-9). M modalities, mask ``bool[B, M]``.
+
+* (1) ``r_i = f_sha(x_i)`` with **one shared encoder** applied to every modality; ``s_i = f_spec_i(x_i)`` with one
+  specific encoder per modality.
+* (2) ``f_i = r_i + proj([r_i ; s_i])``: residual fusion, **one projection shared by all modalities**.
+* (3) ``y = dec(f_1, …, f_M)``: the head (vector tasks) or U-Net decoder (segmentation) reads the M fused
+  features **concatenated** in canonical modality order.
+* (4) a missing modality n gets ``f_n = (1/K) Σ_{i observed} r_i``, the mean of the *shared* features of the
+  K observed modalities of that sample (no projection, no specific part). Computed per sample from the mask with
+  ``torch.where`` and mask weights; there is no Python branching on mask values.
+* (5) DCO: a linear classifier predicts the modality id from the (spatially pooled) specific feature ``s_i``; CE.
+* (6)-(8) DAO, chosen by ``dao``: ``"l1"`` (default, the BraTS choice) and ``"mse"`` compare shared features of
+  modality pairs elementwise; ``"kl"`` is ``KL(p_a ‖ p_c)`` with ``p = softmax(Linear(pool(r)))`` projected to
+  ``dao_dim``; ``"ce"`` is cross-entropy between ``softmax(Linear(pool(r)))`` over the M modality ids and the
+  uniform distribution (not adversarial: the classifier minimises it too, as in the paper).
+* (9) ``loss = task + alpha·DAO + beta·DCO`` with ``alpha = 0.1``, ``beta = 0.02``.
+
+Paper rule (default): DAO and DCO use observed modalities only (a DAO pair counts when both ends are observed),
+and each is the mean over its counted (sample, term) entries. The task loss always uses Eq. (4) features.
+
+Official-code switches (``billhhh/ShaSpec@081fe7a``, reference §4), each a constructor argument and recorded by
+``variant()`` in the ``method_variant`` result column:
+
+* ``missing_fill="first_available"``: ``f_n`` is one observed modality's shared feature (DualNet_SS.py:411). In
+  ``--mode=random`` training the official "first" entry is a uniformly random observed modality
+  (``random.sample`` order), so in training we draw one uniformly per sample; in evaluation it is the first
+  observed modality in canonical order (``--mode=a,b`` lists modalities in order). Deterministic in eval and per
+  sample, so neither no-peeking nor sample independence is affected.
+* ``aux_on_missing=True``: DAO and DCO also include missing modalities, whose features are the encoders' responses
+  to the zero-filled input (train_SS.py:285-299).
+* ``missing_skips="zero_input"`` (segmentation): a missing modality's decoder skips are the shared encoder's
+  activations on a zero volume (the official code zeroes the channel and encodes it). The default
+  ``"masked_mean"`` fills each skip level with the same rule as the bottleneck (Eq. 4 mean, or the same chosen
+  modality under ``first_available``).
+
+Masked-out inputs are replaced by zeros before any encoder sees them, so nothing of them is ever read; as in the
+official code, all 1 + M encoders run on every sample whatever is missing.
+
+Architectures (all without BatchNorm, so rows never interact):
+
+* **Vector tasks** (multiclass / multilabel / regression; AV-MNIST, feature vectors). Heterogeneous inputs cannot
+  share an encoder as they are, so (our design, following the author's "align the dimension first", issue #15)
+  a per-modality **stem** (``make_encoder``: LeNet-style convs for ``(C, H, W)`` images, 1-D convs for ``(T, F)``
+  MFCC sequences, an MLP for ``(D,)`` vectors) maps each input to a common ``[stem_dim]`` vector; the shared
+  encoder and the specific encoders are MLPs ``stem_dim → feature_dim`` on that vector, ``proj`` is a
+  ``Linear(2F, F)``, and the head is two FC layers with dropout (paper §4: "2 FC layers with dropout").
+* **Segmentation** (``(1, D, H, W)`` per modality, 3 sigmoid region channels): 3-D U-Net encoders
+  (``mmbench.nn.unet3d``, InstanceNorm, residual blocks) for the shared and each specific encoder; fusion at the
+  bottleneck with ``proj`` a 3³ conv ``2C → C`` without bias (as the official ``CompositionalLayer``); the decoder
+  adds the 1×1-projected concatenation of the M shared skips at each level; Dice + BCE from ``task_loss``.
+  Evaluation uses Gaussian sliding windows of ``roi_size``. Inputs whose sizes are not multiples of
+  ``2^(L−1)`` are zero-padded at the far end and the logits cropped back.
+
+Deviations from the paper and the official code (see also the notes in ``reference/shaspec.md`` §10):
+
+* Segmentation backbone: a configurable 3-D U-Net, not ResNet-50-3D + ASPP; no weight standardisation; the
+  decoder has no final ×(1,2,2) upsampling. Small CPU default ``seg_widths=(8, 16, 32, 64)``; a paper-scale
+  preset is ``seg_widths=PAPER_SEG_WIDTHS`` with ``roi_size=PAPER_ROI_SIZE`` (80×160×160, bottleneck 256×5×10×10).
+* DCO sees the pooled fused-in specific feature ``s`` (paper); the code uses the pooled pre-ASPP feature.
+* Aux normalisation: a mean over counted terms. The code *sums* the L1 DAO over the 4 cyclic pairs, i.e. it
+  weighs DAO 4× more than ``alpha`` suggests here (``alpha=0.4`` reproduces its scale for M = 4).
+* ``task_loss`` (base class) averages BCE over the 3 channels; the code sums it. The code's channel order is
+  [ET, WT, TC]; mmbench's data modules use ET/TC/WT.
+* DAO pairs: ``"cyclic"`` = ``(i, i+1 mod M)`` as in the code (for M = 2 the single pair); ``"all"`` = every pair.
+
+Example:
+    >>> import torch
+    >>> model = ShaSpec(["image", "audio"], {"image": (1, 28, 28), "audio": (32, 13)}, "multiclass", 10)
+    >>> x = {"image": torch.rand(3, 1, 28, 28), "audio": torch.randn(3, 32, 13)}
+    >>> mask = torch.tensor([[True, True], [True, False], [False, True]])
+    >>> out = model(x, mask)
+    >>> tuple(out.logits.shape), tuple(out.aux["fused"].shape)
+    ((3, 10), (3, 2, 128))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from itertools import combinations
+from typing import Any, Literal, get_args
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mmbench.functional.sliding_window import sliding_window_inference
+from mmbench.masks import zero_fill
+from mmbench.methods.base import MissingModalityMethod, task_loss
+from mmbench.nn.encoders import MLPEncoder, make_encoder
+from mmbench.nn.unet3d import UNet3DDecoder, UNet3DEncoder
+from mmbench.registry import METHODS
+from mmbench.types import Batch, MethodOutput, Task
+
+__all__ = [
+    "PAPER_ROI_SIZE",
+    "PAPER_SEG_WIDTHS",
+    "DAOPairs",
+    "DAOType",
+    "MissingFill",
+    "ShaSpec",
+    "SkipFill",
+    "dao_loss",
+    "dco_loss",
+    "fill_missing",
+    "fill_weights",
+    "modality_pairs",
+]
+
+DAOType = Literal["l1", "mse", "kl", "ce"]
+"""Distribution alignment objective: L1 / MSE pairwise (Eq. 8, p-norm), KL pairwise (Eq. 7), CE to uniform (Eq. 6)."""
+MissingFill = Literal["mean", "first_available"]
+"""Eq. (4) mean of the observed shared features (paper) or one observed modality's shared feature (code)."""
+SkipFill = Literal["masked_mean", "zero_input"]
+"""Segmentation skips of a missing modality: filled like the bottleneck, or the shared encoder's zero response."""
+DAOPairs = Literal["cyclic", "all"]
+"""Which modality pairs the pairwise DAOs compare."""
+BlendName = Literal["gaussian", "constant"]
+
+PAPER_SEG_WIDTHS = (32, 64, 128, 256, 256)
+"""Paper-scale U-Net widths: a 256-channel bottleneck like the official ASPP output; 66.8 M parameters for M = 4
+(the official ResNet-50 + ASPP model has 187.7 M). The small default ``(8, 16, 32, 64)`` has 2.2 M."""
+PAPER_ROI_SIZE = (80, 160, 160)
+"""The official training patch and sliding-window tile (D, H, W)."""
+
+
+def _check_choice(name: str, value: str, options: Any) -> Any:
+    allowed = get_args(options)
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+    return value
+
+
+# ------------------------------------------------------------------------------------------ pure kernels
+def modality_pairs(num_modalities: int, which: DAOPairs = "cyclic") -> list[tuple[int, int]]:
+    """Modality index pairs of the pairwise DAO terms.
+
+    ``"cyclic"``: ``(0,1), (1,2), …, (M−1,0)`` (train_SS.py:285-290; the single pair ``(0,1)`` for M = 2);
+    ``"all"``: every unordered pair. Empty for M = 1.
+    """
+    if num_modalities < 2:
+        return []
+    if which == "all" or num_modalities == 2:
+        return list(combinations(range(num_modalities), 2))
+    return [(i, (i + 1) % num_modalities) for i in range(num_modalities)]
+
+
+def fill_weights(mask: Tensor, rule: MissingFill, training: bool) -> Tensor:
+    """Per-sample weights over modalities used to build a missing modality's feature from shared features.
+
+    Args:
+        mask: ``bool[B, M]``.
+        rule: ``"mean"``: ``1/K`` on each of the K observed modalities (Eq. 4); ``"first_available"``: one-hot on
+            one observed modality: uniformly random per sample in training, the first in canonical order in eval.
+        training: whether the module is in training mode.
+
+    Returns:
+        ``float[B, M]``, zero on missing modalities, rows summing to 1 (0 for a row with nothing observed).
+    """
+    observed = mask.float()  # [B, M]
+    if rule == "mean":
+        return observed / observed.sum(1, keepdim=True).clamp(min=1.0)
+    # training: a uniformly random observed modality; eval: argmax returns the first maximal index = first observed
+    score = torch.where(mask, torch.rand(mask.shape, device=mask.device), -1.0) if training else observed  # [B, M]
+    choice = score.argmax(1)  # [B]
+    return F.one_hot(choice, mask.shape[1]).float() * observed
+
+
+def fill_missing(shared: Tensor, fused: Tensor, mask: Tensor, weights: Tensor) -> Tensor:
+    """Keep ``fused`` for observed modalities; give missing ones ``Σ_i weights_i · shared_i`` (Eq. 4).
+
+    Args:
+        shared: ``[B, M, *F]`` shared features ``r``.
+        fused: ``[B, M, *F]`` features of observed modalities (``f`` of Eq. 2, or ``r`` itself for skips).
+        mask: ``bool[B, M]``.
+        weights: ``float[B, M]`` from ``fill_weights``.
+
+    Returns:
+        ``[B, M, *F]``.
+    """
+    keep = mask.reshape(*mask.shape, *([1] * (shared.dim() - 2)))  # [B, M, 1, ..., 1]
+    observed = torch.where(keep, shared, 0.0)  # missing modalities' shared features never enter the fill
+    w = weights.to(shared.dtype).reshape(keep.shape)  # [B, M, 1, ..., 1]
+    fill = (w * observed).sum(1, keepdim=True)  # [B, 1, *F]
+    return torch.where(keep, fused, fill)
+
+
+def _masked_mean(terms: Tensor, counted: Tensor) -> Tensor:
+    """Mean of ``terms`` over the entries where ``counted`` is True (0 when none)."""
+    return torch.where(counted, terms, 0.0).sum() / counted.sum().clamp(min=1)
+
+
+def dao_loss(
+    kind: DAOType,
+    shared: Tensor,
+    counted: Tensor,
+    pairs: Sequence[tuple[int, int]],
+    dao_logits: Tensor | None = None,
+) -> Tensor:
+    """Distribution alignment objective (Eqs. 6-8) averaged over counted terms.
+
+    Args:
+        kind: ``"l1"``, ``"mse"`` (mean over feature elements of ``|r_a − r_c|`` or ``(r_a − r_c)²`` per sample and
+            pair), ``"kl"`` (``KL(p_a ‖ p_c)``, ``p = softmax(dao_logits)``), ``"ce"`` (``−mean_k log q_k`` per sample
+            and modality, ``q = softmax(dao_logits)`` over M modality ids: CE to the uniform distribution).
+        shared: ``[B, M, *F]`` shared features.
+        counted: ``bool[B, M]`` modalities whose terms count (the mask, or all True).
+        pairs: modality pairs for the pairwise kinds.
+        dao_logits: ``[B, M, K]`` for ``"kl"`` (K = ``dao_dim``) and ``"ce"`` (K = M).
+
+    Returns:
+        Scalar.
+    """
+    if kind in ("kl", "ce") and dao_logits is None:
+        raise ValueError(f"dao={kind!r} needs dao_logits")
+    if kind == "ce":
+        assert dao_logits is not None
+        terms = -dao_logits.log_softmax(-1).mean(-1)  # [B, M]: −Σ_k (1/M) log q_k
+        return _masked_mean(terms, counted)
+    if not pairs:
+        return shared.sum() * 0.0
+    a = torch.tensor([p[0] for p in pairs], device=shared.device)
+    c = torch.tensor([p[1] for p in pairs], device=shared.device)
+    both = counted[:, a] & counted[:, c]  # [B, P]
+    if kind == "kl":
+        assert dao_logits is not None
+        logp = dao_logits.log_softmax(-1)  # [B, M, K]
+        terms = (logp[:, a].exp() * (logp[:, a] - logp[:, c])).sum(-1)  # [B, P]
+    else:
+        diff = shared[:, a] - shared[:, c]  # [B, P, *F]
+        elementwise = diff.abs() if kind == "l1" else diff.square()
+        terms = elementwise.flatten(2).mean(-1)  # [B, P]
+    return _masked_mean(terms, both)
+
+
+def dco_loss(dco_logits: Tensor, counted: Tensor) -> Tensor:
+    """Domain classification objective (Eq. 5): CE of modality-id logits against the true id, over counted terms.
+
+    Args:
+        dco_logits: ``[B, M, M]``: row ``(b, i)`` classifies the specific feature of modality ``i`` of sample b.
+        counted: ``bool[B, M]``.
+
+    Returns:
+        Scalar.
+    """
+    B, M = counted.shape
+    target = torch.arange(M, device=dco_logits.device).expand(B, M)  # [B, M]
+    ce = F.cross_entropy(dco_logits.flatten(0, 1), target.flatten(), reduction="none").reshape(B, M)
+    return _masked_mean(ce, counted)
+
+
+def _pool(x: Tensor) -> Tensor:
+    """``[B, M, C, *S]`` → ``[B, M, C]`` (global average over spatial dims; identity for vectors)."""
+    return x.flatten(3).mean(-1) if x.dim() > 3 else x
+
+
+# ----------------------------------------------------------------------------------------------- the method
+@METHODS.register("shaspec")
+class ShaSpec(MissingModalityMethod):
+    """ShaSpec (Wang et al., CVPR 2023): see the module docstring for the equations, switches and deviations.
+
+    Args:
+        modalities: linked from the data module.
+        input_shapes: linked from the data module.
+        task: linked from the data module.
+        num_classes: linked from the data module (3 region channels for segmentation).
+        dao: DAO type, ``"l1"`` (default), ``"mse"``, ``"kl"`` or ``"ce"``.
+        alpha: DAO weight (0.1).
+        beta: DCO weight (0.02).
+        missing_fill: ``"mean"`` (Eq. 4, default) or ``"first_available"`` (official code).
+        aux_on_missing: include missing modalities in DAO/DCO (official code); default False (paper).
+        missing_skips: segmentation skips of missing modalities, ``"masked_mean"`` (default) or ``"zero_input"``.
+        dao_pairs: ``"cyclic"`` (default, official code) or ``"all"`` modality pairs for the pairwise DAOs.
+        dao_dim: output size of the KL DAO's linear projection (16).
+        feature_dim: vector tasks: width F of ``r``, ``s`` and ``f`` (128; 0.27 M parameters on AV-MNIST, the
+            paper reports 0.22 M).
+        stem_dim: vector tasks: common width of the per-modality stems (128).
+        head_hidden: vector tasks: hidden width of the 2-layer head (128).
+        dropout: vector tasks: dropout before each head layer (0.2; the paper gives no rate, and 0.5 slows short
+            runs markedly).
+        seg_widths: segmentation: U-Net channels per level, ``L = len`` levels (``(8, 16, 32, 64)``).
+        roi_size: segmentation: sliding-window size at evaluation; ``None`` = the spatial size of ``input_shapes``
+            (the training patch).
+        sw_overlap: sliding-window overlap (0.5).
+        sw_mode: sliding-window blending, ``"gaussian"`` (default) or ``"constant"`` (official code).
+        sw_batch_size: window positions per forward call (1).
+        lr: learning rate.
+        weight_decay: weight decay.
+    """
+
+    supported_tasks: tuple[Task, ...] = tuple(Task)
+
+    def __init__(
+        self,
+        modalities: Sequence[str],
+        input_shapes: Mapping[str, Sequence[int]],
+        task: Task | str,
+        num_classes: int,
+        dao: DAOType = "l1",
+        alpha: float = 0.1,
+        beta: float = 0.02,
+        missing_fill: MissingFill = "mean",
+        aux_on_missing: bool = False,
+        missing_skips: SkipFill = "masked_mean",
+        dao_pairs: DAOPairs = "cyclic",
+        dao_dim: int = 16,
+        feature_dim: int = 128,
+        stem_dim: int = 128,
+        head_hidden: int = 128,
+        dropout: float = 0.2,
+        seg_widths: tuple[int, ...] = (8, 16, 32, 64),
+        roi_size: tuple[int, int, int] | None = None,
+        sw_overlap: float = 0.5,
+        sw_mode: BlendName = "gaussian",
+        sw_batch_size: int = 1,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(modalities, input_shapes, task, num_classes, lr, weight_decay)
+        self.dao: DAOType = _check_choice("dao", dao, DAOType)
+        self.missing_fill: MissingFill = _check_choice("missing_fill", missing_fill, MissingFill)
+        self.missing_skips: SkipFill = _check_choice("missing_skips", missing_skips, SkipFill)
+        self.dao_pairs: DAOPairs = _check_choice("dao_pairs", dao_pairs, DAOPairs)
+        self.sw_mode: BlendName = _check_choice("sw_mode", sw_mode, BlendName)
+        self.alpha, self.beta, self.aux_on_missing = float(alpha), float(beta), bool(aux_on_missing)
+        self.sw_overlap, self.sw_batch_size = float(sw_overlap), int(sw_batch_size)
+        self.pairs = modality_pairs(self.num_modalities, self.dao_pairs)
+        M = self.num_modalities
+
+        if self.task is Task.SEGMENTATION:
+            shapes = {self.input_shapes[m] for m in self.modalities}
+            if len(shapes) != 1 or len(next(iter(shapes))) != 4:
+                raise ValueError(
+                    f"segmentation needs one (C, D, H, W) shape shared by every modality, got {self.input_shapes}"
+                )
+            in_ch, *spatial = next(iter(shapes))
+            widths = tuple(int(w) for w in seg_widths)
+            self.roi_size = tuple(int(r) for r in roi_size) if roi_size is not None else tuple(spatial)
+            self.stems = nn.ModuleDict()  # volumes share the encoder directly
+            self.shared: nn.Module = UNet3DEncoder(in_ch, widths)
+            self.specific = nn.ModuleDict({m: UNet3DEncoder(in_ch, widths) for m in self.modalities})
+            width = widths[-1]
+            self.proj: nn.Module = nn.Conv3d(2 * width, width, kernel_size=3, padding=1, bias=False)
+            self.decoder: nn.Module = UNet3DDecoder(
+                widths, self.num_classes, in_channels=M * width, skip_channels=[M * w for w in widths[:-1]]
+            )
+        else:
+            width = feature_dim
+            self.roi_size = ()
+            self.stems = nn.ModuleDict({m: make_encoder(self.input_shapes[m], stem_dim) for m in self.modalities})
+            self.shared = nn.Sequential(nn.ReLU(), MLPEncoder(stem_dim, width, hidden=width))
+            self.specific = nn.ModuleDict(
+                {m: nn.Sequential(nn.ReLU(), MLPEncoder(stem_dim, width, hidden=width)) for m in self.modalities}
+            )
+            self.proj = nn.Linear(2 * width, width)
+            self.decoder = nn.Sequential(
+                nn.ReLU(),
+                nn.Dropout(dropout),
+                nn.Linear(M * width, head_hidden),
+                nn.ReLU(),
+                nn.Dropout(dropout),
+                nn.Linear(head_hidden, self.num_classes),
+            )
+        self.dco_head = nn.Linear(width, M)
+        dao_out = {"ce": M, "kl": dao_dim}.get(self.dao)
+        self.dao_head: nn.Module | None = nn.Linear(width, dao_out) if dao_out is not None else None
+
+    # ------------------------------------------------------------------------------------------- forward
+    def forward(self, inputs: Mapping[str, Tensor], mask: Tensor) -> MethodOutput:
+        """Predict from the observed modalities.
+
+        Args:
+            inputs: ``{name: Tensor[B, *input_shapes[name]]}``; masked-out entries are never read.
+            mask: ``bool[B, M]``, True = observed.
+
+        Returns:
+            ``logits`` ``[B, C]`` (``[B, C, D, H, W]`` for segmentation) and ``aux``: ``shared`` ``r`` and
+            ``specific`` ``s`` ``[B, M, *F]``, ``fused`` (the M features fed to the head, missing ones filled by
+            Eq. 4) ``[B, M, *F]``, ``dco_logits`` ``[B, M, M]``, ``dao_logits`` ``[B, M, K]`` (KL/CE DAO only);
+            segmentation adds ``skip{l}`` ``[B, M, C_l, *S_l]``, the per-modality skips fed to the decoder.
+        """
+        x = zero_fill(inputs, mask, self.modalities)  # masked-out inputs become zeros before any encoder
+        weights = fill_weights(mask, self.missing_fill, self.training)  # [B, M], one draw for every level
+        if self.task is Task.SEGMENTATION:
+            logits, r, s, fused, aux = self._forward_volumes(x, mask, weights)
+        else:
+            logits, r, s, fused, aux = self._forward_vectors(x, mask, weights)
+        aux.update(shared=r, specific=s, fused=fused, dco_logits=self.dco_head(_pool(s)))  # dco: [B, M, M]
+        if self.dao_head is not None:
+            aux["dao_logits"] = self.dao_head(_pool(r))  # [B, M, K]
+        return MethodOutput(logits=logits, aux=aux)
+
+    def _forward_vectors(
+        self, x: Mapping[str, Tensor], mask: Tensor, weights: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]:
+        B, M = mask.shape
+        u = torch.stack([self.stems[m](x[m]) for m in self.modalities], 1)  # [B, M, stem_dim]
+        r = self.shared(u.flatten(0, 1)).unflatten(0, (B, M))  # Eq. 1: [B·M, stem_dim] → [B, M, F]
+        s = torch.stack([self.specific[m](u[:, i]) for i, m in enumerate(self.modalities)], 1)  # Eq. 1: [B, M, F]
+        f = r + self.proj(torch.cat([r, s], -1))  # Eq. 2: [B, M, 2F] → [B, M, F]
+        fused = fill_missing(r, f, mask, weights)  # Eq. 4: [B, M, F]
+        logits = self.decoder(fused.flatten(1))  # Eq. 3: [B, M·F] → [B, C]
+        return logits, r, s, fused, {}
+
+    def _forward_volumes(
+        self, x: Mapping[str, Tensor], mask: Tensor, weights: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]:
+        B, M = mask.shape
+        vol = torch.stack([x[m] for m in self.modalities], 1)  # [B, M, C_in, D, H, W]
+        D, H, W = vol.shape[-3:]
+        assert isinstance(self.shared, UNet3DEncoder)
+        step, least = self.shared.multiple, self.shared.min_size
+        pads = [max(-(-n // step) * step, least) - n for n in (W, H, D)]
+        vol = F.pad(vol, (0, pads[0], 0, pads[1], 0, pads[2]))  # [B, M, C_in, D', H', W'], zeros at the far end
+        levels = [t.unflatten(0, (B, M)) for t in self.shared(vol.flatten(0, 1))]  # L × [B, M, C_l, *S_l]
+        r = levels[-1]  # Eq. 1: [B, M, C, d, h, w]
+        s = torch.stack([self.specific[m](vol[:, i])[-1] for i, m in enumerate(self.modalities)], 1)  # Eq. 1
+        f = r + self.proj(torch.cat([r, s], 2).flatten(0, 1)).unflatten(0, (B, M))  # Eq. 2: [B·M, 2C, …] → [B, M, C, …]
+        fused = fill_missing(r, f, mask, weights)  # Eq. 4: [B, M, C, d, h, w]
+        if self.missing_skips == "masked_mean":
+            skips = [fill_missing(k, k, mask, weights) for k in levels[:-1]]  # Eq. 4 at every skip level
+        else:
+            skips = levels[:-1]  # missing modalities keep the shared encoder's response to zeros (official code)
+        logits = self.decoder(fused.flatten(1, 2), [k.flatten(1, 2) for k in skips])  # [B, M·C_l, …] → [B, C, …]
+        aux = {f"skip{i}": k for i, k in enumerate(skips)}
+        return logits[..., :D, :H, :W], r, s, fused, aux
+
+    # ---------------------------------------------------------------------------------------------- loss
+    def loss(self, output: MethodOutput, batch: Batch) -> dict[str, Tensor]:
+        """``{"loss": task + alpha·dao + beta·dco, "task", "dao", "dco"}`` (Eq. 9)."""
+        mask = batch["mask"]
+        counted = torch.ones_like(mask) if self.aux_on_missing else mask  # [B, M]
+        task = task_loss(output.logits, batch["target"], self.task)
+        dao = dao_loss(self.dao, output.aux["shared"], counted, self.pairs, output.aux.get("dao_logits"))
+        dco = dco_loss(output.aux["dco_logits"], counted)
+        return {"loss": task + self.alpha * dao + self.beta * dco, "task": task, "dao": dao, "dco": dco}
+
+    def variant(self) -> dict[str, object]:  # noqa: D102
+        return {
+            "dao": self.dao,
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "missing_fill": self.missing_fill,
+            "aux_on_missing": self.aux_on_missing,
+            "missing_skips": self.missing_skips,
+            "dao_pairs": self.dao_pairs,
+        }
+
+    def predict_logits(self, inputs: Mapping[str, Tensor], mask: Tensor) -> Tensor:
+        """Evaluation logits; segmentation uses sliding windows of ``roi_size`` over the whole volume."""
+        if self.task is not Task.SEGMENTATION:
+            return super().predict_logits(inputs, mask)
+        B = mask.shape[0]
+        x = zero_fill(inputs, mask, self.modalities)
+        channels = [x[m].shape[1] for m in self.modalities]
+        volume = torch.cat([x[m] for m in self.modalities], 1)  # [B, Σ C_m, D, H, W]
+
+        def predictor(windows: Tensor) -> Tensor:  # [k·B, Σ C_m, *roi], k positions × all B volumes
+            parts = dict(zip(self.modalities, windows.split(channels, dim=1), strict=True))
+            return self(parts, mask.repeat(windows.shape[0] // B, 1)).logits  # [k·B, C, *roi]
+
+        return sliding_window_inference(
+            volume, self.roi_size, predictor, self.sw_overlap, self.sw_batch_size, self.sw_mode
+        )
