@@ -1,6 +1,18 @@
 """Methods. Importing this package registers every method (registry + LightningCLI short names)."""
 
 from mmbench.methods.base import MissingModalityMethod
-from mmbench.methods.baselines import LateFusion
+from mmbench.methods.baselines import HeMIS, LateFusion, MeanFill, ModDrop, Unimodal, ZeroFill
+from mmbench.methods.shaspec import ShaSpec
+from mmbench.methods.ul4m4 import UL4M4
 
-__all__ = ["LateFusion", "MissingModalityMethod"]
+__all__ = [
+    "UL4M4",
+    "HeMIS",
+    "LateFusion",
+    "MeanFill",
+    "MissingModalityMethod",
+    "ModDrop",
+    "ShaSpec",
+    "Unimodal",
+    "ZeroFill",
+]

@@ -1,0 +1,462 @@
+"""UL4M4: task-independent cluster-guided imputation in embedding space (Ismkhan & Bouchachia, arXiv 2606.15743).
+
+UL4M4 completes missing modalities *before* any supervised model, in the space of frozen per-modality encoders,
+with an imputer fitted without labels on the training split (``reference/ul4m4.md`` §1, official code
+h-ismkhan/Multimodal-Learning-with-Missing-Modalities-via-Unsupervised-Learning @ 0f84e8f). In mmbench:
+
+1. **Frozen encoders** (``fit_unsupervised``, step a). A ``(D,)`` vector modality (feature datasets) is its own
+   embedding (identity). A raw modality (image, sequence, volume) gets an autoencoder trained with MSE for
+   ``ae_epochs`` on the *observed* training inputs only (rows whose training mask is True for that modality; the
+   official EDF script pretrains on unmasked data, ul4m4.md §6.5, which we do not copy), then frozen
+   (``requires_grad=False`` from construction, so never in the supervised optimiser). Vector tasks use
+   ``make_encoder`` (LeNet convs for images, 1-D convs for MFCC frames) to ``embed_dim`` and an MLP decoder, as the
+   EDF script's conv autoencoder; segmentation uses one ``UNet3DEncoder`` per modality with a skip-free decoder,
+   and the embedding is the flattened bottleneck map ``[C_b·d·h·w]``. The AE decoders exist only during this
+   step and are discarded.
+2. **Imputer fit** (step b). The training split is embedded under its training masks (epoch 0) and a
+   ``UL4M4Imputer`` (per-modality z-score, partial-modality k-means with the D of paper Eq. 2, centres of Eq. 3)
+   is fitted on the observed embeddings. ``train_on_complete=True`` (default, the official MOSI
+   ``TrainOnComplete=True``, ul4m4.md §6.1) fits it on the training rows that observe every modality only; it
+   raises if there is none. Here the switch concerns the imputer only: the supervised part always trains under
+   the data module's training masks (use ``missingness: null`` for the official "train complete" regime).
+   Validation and test data are never read.
+3. **Forward** (pure per sample). Zero-fill masked-out inputs, embed every modality with the frozen encoders
+   (no gradient), complete the missing embeddings with the fitted imputer (greedy completion of paper
+   Algorithm 2: observed embeddings returned bit for bit, missing ones copied from centres), then the supervised
+   part: vector tasks follow paper Eqs. 4-8 (per-modality ``LayerNorm`` + linear projection to ``d_model``, plus a
+   learned modality embedding; ``num_layers`` ``TransformerEncoder`` layers of self-attention over the M tokens,
+   no attention mask as nothing is missing any more; mean pooling; Linear-ReLU + task head). Segmentation
+   reshapes the completed bottlenecks to maps, concatenates them ``[B, M·C_b, d, h, w]`` and a trainable 3-D
+   decoder predicts the ET/TC/WT logits at input resolution; with ``seg_skips="observed_mean"`` (default) the
+   decoder's skips are the per-sample mean of the frozen encoders' skip features over *observed* modalities
+   (HeMIS-style, never from a missing modality), with ``"none"`` it reads the completed bottlenecks only.
+
+**No caching.** The imputation runs at forward time on each batch. It is cheap (the K centres and the M
+modalities are small), and it stays correct where a per-(split, index) cache would not: masks resampled every
+epoch, BraTS training patches that change with the epoch under the same index, evaluation protocols that show one
+test sample under several masks, and sliding-window evaluation.
+
+**K.** ``num_clusters = 1`` is exactly per-modality mean-fill of the embeddings (ul4m4.md §4.1). If fewer usable
+training rows than K exist (tiny data), K is lowered to that number with a warning; ``variant()`` records the
+configured K.
+
+State (frozen encoder weights, imputer buffers, the ``fitted`` flag) is in ``state_dict``, so checkpoints carry
+it, and ``fit_unsupervised`` does nothing when ``fitted`` is already set (resuming from a checkpoint).
+``fit_unsupervised`` needs no Trainer (it runs on the module's device); under Trainer DDP, rank 0's state is
+broadcast to every rank.
+
+Deviations from the official code: frozen encoders are small autoencoders trained here (official: pretrained
+BERT/WavLM/CLIP, or the EDF conv AE); k-means is exact Lloyd (no Elkan pruning) and empty clusters are re-seeded
+(see ``mmbench.functional.imputation``); the fusion adds a per-modality ``LayerNorm`` before the projection and a
+learned modality embedding (the tokens are otherwise order-free after pooling); segmentation is not in the paper.
+
+Example:
+    >>> from mmbench.data.synthetic import SyntheticDataModule
+    >>> dm = SyntheticDataModule(input_shapes={"a": [6], "b": [4]}, num_samples=(32, 8, 8))
+    >>> model = UL4M4(dm.modalities, dm.input_shapes, dm.task, dm.num_classes, num_clusters=4)
+    >>> model.fit_unsupervised(dm)
+    >>> x = {"a": torch.randn(2, 6), "b": torch.randn(2, 4)}
+    >>> out = model(x, torch.tensor([[True, False], [False, True]]))
+    >>> tuple(out.logits.shape), tuple(out.aux["completed_b"].shape)
+    ((2, 3), (2, 4))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Literal, get_args
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch import Tensor, nn
+
+from mmbench.masks import zero_fill
+from mmbench.methods.base import MissingModalityMethod
+from mmbench.methods.baselines import masked_mean
+from mmbench.nn.encoders import make_encoder
+from mmbench.nn.imputer import UL4M4Imputer
+from mmbench.nn.unet3d import ConvBlock3d, UNet3DDecoder, UNet3DEncoder
+from mmbench.registry import METHODS
+from mmbench.types import MethodOutput, Task
+
+if TYPE_CHECKING:
+    from mmbench.data.base import MultimodalDataModule
+
+__all__ = ["UL4M4", "SegSkips"]
+
+SegSkips = Literal["observed_mean", "none"]
+"""Segmentation decoder skips: per-sample mean over observed modalities of the frozen skip features, or none."""
+
+
+class _UpDecoder(nn.Module):
+    """Skip-free 3-D decoder ``[B, C_in, d, h, w] → [B, C_out, d·2^(L−1), …]``.
+
+    Per level (widths as ``UNet3DEncoder``, from the bottleneck up) a stride-2 transposed conv then a
+    ``ConvBlock3d``; a final 1×1 conv.
+    """
+
+    def __init__(self, widths: Sequence[int], in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        prev = in_channels
+        for width in reversed(widths[:-1]):
+            layers += [nn.ConvTranspose3d(prev, width, kernel_size=2, stride=2), ConvBlock3d(width, width)]
+            prev = width
+        layers.append(nn.Conv3d(prev, out_channels, kernel_size=1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class _MLPDecoder(nn.Module):
+    """Autoencoder decoder of vector tasks: ``[B, embed_dim] → [B, *shape]`` (Linear-ReLU-Linear)."""
+
+    def __init__(self, embed_dim: int, shape: Sequence[int], hidden: int) -> None:
+        super().__init__()
+        self.shape = tuple(shape)
+        self.net = nn.Sequential(nn.Linear(embed_dim, hidden), nn.ReLU(), nn.Linear(hidden, math.prod(self.shape)))
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z).reshape(-1, *self.shape)
+
+
+@METHODS.register("ul4m4")
+class UL4M4(MissingModalityMethod):
+    """UL4M4-style imputation in frozen-encoder embedding space, then a supervised fusion model (module docstring).
+
+    Args:
+        modalities: linked from the data module.
+        input_shapes: linked from the data module.
+        task: linked from the data module.
+        num_classes: linked from the data module (3 region channels for segmentation).
+        num_clusters: K of the partial-modality k-means (16; 1 = mean-fill of the embeddings).
+        train_on_complete: fit the imputer on complete training rows only (True, the official default) or on
+            every training row's observed embeddings (False).
+        imputer_max_iter: maximum Lloyd updates (100, as the official MOSI/EDF code).
+        imputer_tol: centre-shift tolerance in units of D (1e-6, official).
+        seed: seed of the unsupervised stage: AE decoder init and batch order, k-means++ draws (0).
+        embed_dim: embedding width of the raw-input autoencoders of vector tasks (128).
+        ae_epochs: autoencoder epochs over the observed training inputs (10; 0 keeps the random encoders).
+        ae_lr: autoencoder Adam learning rate (1e-3).
+        ae_hidden: hidden width of the autoencoders' MLP decoders (256).
+        d_model: token width of the fusion transformer (64).
+        num_heads: attention heads (4).
+        num_layers: transformer encoder layers (1).
+        dropout: dropout in the transformer and the head (0.1).
+        seg_widths: segmentation: channels per level of the frozen 3-D encoders (``(8, 16, 32, 32)``; the
+            embedding of a modality is ``seg_widths[-1]·(S/2^(L−1))³`` for an ``S³`` patch).
+        seg_skips: segmentation decoder skips, ``"observed_mean"`` (default) or ``"none"``.
+        lr: learning rate of the supervised part.
+        weight_decay: weight decay of the supervised part.
+    """
+
+    supported_tasks: tuple[Task, ...] = tuple(Task)
+    fitted: Tensor  # bool[]: the unsupervised stage has run (or a fitted state was loaded)
+
+    def __init__(
+        self,
+        modalities: Sequence[str],
+        input_shapes: Mapping[str, Sequence[int]],
+        task: Task | str,
+        num_classes: int,
+        num_clusters: int = 16,
+        train_on_complete: bool = True,
+        imputer_max_iter: int = 100,
+        imputer_tol: float = 1e-6,
+        seed: int = 0,
+        embed_dim: int = 128,
+        ae_epochs: int = 10,
+        ae_lr: float = 1e-3,
+        ae_hidden: int = 256,
+        d_model: int = 64,
+        num_heads: int = 4,
+        num_layers: int = 1,
+        dropout: float = 0.1,
+        seg_widths: tuple[int, ...] = (8, 16, 32, 32),
+        seg_skips: SegSkips = "observed_mean",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(modalities, input_shapes, task, num_classes, lr, weight_decay)
+        if num_clusters < 1:
+            raise ValueError(f"num_clusters must be >= 1, got {num_clusters}")
+        if ae_epochs < 0:
+            raise ValueError(f"ae_epochs must be >= 0, got {ae_epochs}")
+        if seg_skips not in get_args(SegSkips):
+            raise ValueError(f"seg_skips must be one of {list(get_args(SegSkips))}, got {seg_skips!r}")
+        self.num_clusters, self.train_on_complete = int(num_clusters), bool(train_on_complete)
+        self.imputer_max_iter, self.imputer_tol, self.seed = int(imputer_max_iter), float(imputer_tol), int(seed)
+        self.ae_epochs, self.ae_lr, self.ae_hidden = int(ae_epochs), float(ae_lr), int(ae_hidden)
+        self.seg_skips: SegSkips = seg_skips
+        self.imputer = UL4M4Imputer(self.num_clusters, self.imputer_max_iter, self.imputer_tol, self.seed)
+        self.register_buffer("fitted", torch.tensor(False))
+
+        self.encoders = nn.ModuleDict()
+        if self.task is Task.SEGMENTATION:
+            self._build_segmentation(tuple(int(w) for w in seg_widths))
+        else:
+            self._build_vectors(embed_dim, d_model, num_heads, num_layers, dropout)
+        self.encoders.requires_grad_(False)  # frozen: trained only inside fit_unsupervised, never by the optimiser
+
+    # --------------------------------------------------------------------------------------------- building
+    def _build_vectors(self, embed_dim: int, d_model: int, num_heads: int, num_layers: int, dropout: float) -> None:
+        self.raw = [m for m in self.modalities if len(self.input_shapes[m]) != 1]  # modalities with an autoencoder
+        self.embed_dims = [self.input_shapes[m][0] if m not in self.raw else embed_dim for m in self.modalities]
+        for m in self.modalities:
+            self.encoders[m] = make_encoder(self.input_shapes[m], embed_dim) if m in self.raw else nn.Identity()
+        self.proj = nn.ModuleDict(
+            {
+                m: nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d_model))
+                for m, d in zip(self.modalities, self.embed_dims, strict=True)
+            }
+        )
+        self.modality_embed = nn.Parameter(0.02 * torch.randn(self.num_modalities, d_model))
+        layer = nn.TransformerEncoderLayer(d_model, num_heads, 2 * d_model, dropout, batch_first=True)
+        self.fusion = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        self.head = nn.Sequential(
+            nn.Linear(d_model, d_model), nn.ReLU(), nn.Dropout(dropout), nn.Linear(d_model, self.num_classes)
+        )
+
+    def _build_segmentation(self, widths: tuple[int, ...]) -> None:
+        shapes = {self.input_shapes[m] for m in self.modalities}
+        if len(shapes) != 1 or len(next(iter(shapes))) != 4:
+            raise ValueError(f"segmentation needs one (C, D, H, W) shape shared by every modality, got {shapes}")
+        in_ch, *spatial = next(iter(shapes))
+        self.raw = list(self.modalities)
+        self.seg_widths = widths
+        step = 2 ** (len(widths) - 1)
+        self.padded = tuple(max(-(-s // step) * step, 2 * step) for s in spatial)  # multiples of 2^(L−1)
+        self.bottleneck_shape = (widths[-1], *(s // step for s in self.padded))  # (C_b, d, h, w)
+        self.embed_dims = [math.prod(self.bottleneck_shape)] * self.num_modalities
+        for m in self.modalities:
+            self.encoders[m] = UNet3DEncoder(in_ch, widths)
+        bottleneck_in = self.num_modalities * widths[-1]
+        if self.seg_skips == "observed_mean":
+            self.decoder: nn.Module = UNet3DDecoder(widths, self.num_classes, in_channels=bottleneck_in)
+        else:
+            self.decoder = _UpDecoder(widths, bottleneck_in, self.num_classes)
+
+    def _make_ae_decoder(self, modality: str) -> nn.Module:
+        if self.task is Task.SEGMENTATION:
+            return _UpDecoder(self.seg_widths, self.seg_widths[-1], self.input_shapes[modality][0])
+        return _MLPDecoder(
+            self.embed_dims[self.modalities.index(modality)], self.input_shapes[modality], self.ae_hidden
+        )
+
+    # ------------------------------------------------------------------------------------------ embeddings
+    def _pad(self, x: Tensor) -> Tensor:
+        """Segmentation: zero-pad ``[B, C, D, H, W]`` at the far end to ``self.padded``."""
+        D, H, W = x.shape[-3:]
+        patch = tuple(self.input_shapes[self.modalities[0]][1:])
+        if patch != (D, H, W):
+            raise ValueError(
+                f"UL4M4 segmentation embeds volumes of the training patch size {patch}, got {(D, H, W)}; "
+                "use predict_logits (sliding windows) for whole volumes"
+            )
+        pd, ph, pw = (p - s for p, s in zip(self.padded, (D, H, W), strict=True))
+        return F.pad(x, (0, pw, 0, ph, 0, pd)) if pd or ph or pw else x
+
+    def _encode(self, modality: str, x: Tensor) -> list[Tensor]:
+        """Frozen encoder features: vector tasks ``[[B, d_m]]``; segmentation the U-Net levels (bottleneck last)."""
+        if self.task is Task.SEGMENTATION:
+            return self.encoders[modality](self._pad(x))
+        return [self.encoders[modality](x).flatten(1)]
+
+    @torch.no_grad()
+    def embed(self, inputs: Mapping[str, Tensor], mask: Tensor) -> list[Tensor]:
+        """Frozen per-modality embeddings, masked-out inputs zero-filled first.
+
+        Args:
+            inputs: ``{name: Tensor[B, *input_shapes[name]]}``.
+            mask: ``bool[B, M]``.
+
+        Returns:
+            Per modality ``float[B, d_m]`` (segmentation: the flattened bottleneck map); rows of masked-out
+            modalities hold the embedding of a zero input and are never read by the imputer.
+        """
+        x = zero_fill(inputs, mask, self.modalities)
+        return [self._encode(m, x[m])[-1].flatten(1) for m in self.modalities]
+
+    @torch.no_grad()
+    def impute(self, embeddings: Sequence[Tensor], mask: Tensor) -> list[Tensor]:
+        """Complete missing embeddings with the fitted imputer: ``[B, d_m]`` per modality in and out."""
+        if not self.is_fitted:
+            raise RuntimeError(
+                "UL4M4 is not fitted: call fit_unsupervised(datamodule) first (Trainer.fit does it in on_fit_start)"
+                " or load a checkpoint of a fitted model"
+            )
+        return self.imputer.transform(list(embeddings), mask)
+
+    @property
+    def is_fitted(self) -> bool:
+        """Whether the unsupervised stage has run (or a fitted state was loaded)."""
+        return bool(self.fitted)
+
+    # ----------------------------------------------------------------------------------- unsupervised stage
+    def fit_unsupervised(self, datamodule: MultimodalDataModule) -> None:
+        """Train the autoencoders on observed training inputs, freeze them, fit the imputer (train split only).
+
+        Does nothing when ``fitted`` is set (e.g. the state came from a checkpoint). Reads only
+        ``datamodule.train_dataloader()`` batches with ``apply_missingness(batch, "train")`` (epoch-0 masks).
+
+        Raises:
+            ValueError: ``train_on_complete=True`` and no training row observes every modality, or (from the
+                imputer) a modality observed in no training row.
+        """
+        if self.is_fitted:
+            rank_zero_info("UL4M4: unsupervised stage already fitted (e.g. loaded from a checkpoint); not re-run")
+            return
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # seeded, and the supervised RNG stream is left untouched
+            torch.manual_seed(self.seed)
+            self._train_autoencoders(datamodule)
+            X, mask = self._embed_train_split(datamodule)
+        self._fit_imputer(X, mask)
+        self.fitted.fill_(True)
+        self._sync_ranks()
+
+    def _ae_batch_limit(self) -> int | None:
+        """Batches per autoencoder epoch: all, or ``fast_dev_run`` batches of one epoch under a fast dev run."""
+        fast = getattr(self._trainer, "fast_dev_run", False) if self._trainer is not None else False
+        return int(fast) if fast else None
+
+    def _train_autoencoders(self, datamodule: MultimodalDataModule) -> None:
+        if not self.raw or self.ae_epochs == 0:
+            return
+        limit = self._ae_batch_limit()
+        decoders = {m: self._make_ae_decoder(m).to(self.device) for m in self.raw}
+        params = [p for m in self.raw for p in (*self.encoders[m].parameters(), *decoders[m].parameters())]
+        optimizer = torch.optim.Adam(params, lr=self.ae_lr)
+        totals = dict.fromkeys(self.raw, 0.0)
+        counts = dict.fromkeys(self.raw, 0)
+        self.encoders.requires_grad_(True)
+        try:
+            with torch.enable_grad():
+                for _ in range(1 if limit is not None else self.ae_epochs):
+                    totals, counts = dict.fromkeys(self.raw, 0.0), dict.fromkeys(self.raw, 0)
+                    for b, batch in enumerate(datamodule.train_dataloader()):
+                        if limit is not None and b >= limit:
+                            break
+                        batch = datamodule.apply_missingness(batch, "train")
+                        mask = batch["mask"].to(self.device)
+                        for m in self.raw:
+                            rows = mask[:, self.modalities.index(m)]
+                            if rows.any():  # the autoencoder of m sees the rows that observe m, and only those
+                                x = batch["inputs"][m].to(self.device)[rows]
+                                loss = self._autoencoder_step(m, x, decoders[m], optimizer)
+                                totals[m] += float(loss) * x.shape[0]
+                                counts[m] += x.shape[0]
+        finally:
+            self.encoders.requires_grad_(False)
+        summary = ", ".join(f"{m}={totals[m] / max(counts[m], 1):.4g}" for m in self.raw)
+        rank_zero_info(
+            f"UL4M4: autoencoders trained ({self.ae_epochs} epochs), last-epoch reconstruction MSE {summary}"
+        )
+
+    def _autoencoder_step(
+        self, modality: str, x: Tensor, decoder: nn.Module, optimizer: torch.optim.Optimizer
+    ) -> Tensor:
+        """One MSE reconstruction step of ``modality``'s autoencoder on observed inputs ``x`` ``[n, *shape]``."""
+        z = self._encode(modality, x)[-1]
+        recon = decoder(z)
+        if self.task is Task.SEGMENTATION:
+            recon = recon[..., : x.shape[-3], : x.shape[-2], : x.shape[-1]]  # crop the padding
+        loss = F.mse_loss(recon, x)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    @torch.no_grad()
+    def _embed_train_split(self, datamodule: MultimodalDataModule) -> tuple[list[Tensor], Tensor]:
+        """Frozen embeddings ``[N, d_m]`` of the whole training split and its training masks ``bool[N, M]``."""
+        parts: list[list[Tensor]] = [[] for _ in self.modalities]
+        masks = []
+        for batch in datamodule.train_dataloader():
+            batch = datamodule.apply_missingness(batch, "train")
+            mask = batch["mask"].to(self.device)
+            inputs = {m: batch["inputs"][m].to(self.device) for m in self.modalities}
+            for i, e in enumerate(self.embed(inputs, mask)):
+                parts[i].append(torch.where(mask[:, i, None], e, 0.0))
+            masks.append(mask)
+        return [torch.cat(p) for p in parts], torch.cat(masks)
+
+    def _fit_imputer(self, X: list[Tensor], mask: Tensor) -> None:
+        n_train = mask.shape[0]
+        never = [m for i, m in enumerate(self.modalities) if not mask[:, i].any()]
+        if never:
+            raise ValueError(
+                f"UL4M4 cannot impute modalities {never}: no training sample observes them under the training masks"
+                " (dedicated training on a fixed pattern?)"
+            )
+        if self.train_on_complete:
+            complete = mask.all(1)
+            if not complete.any():
+                raise ValueError(
+                    f"UL4M4 train_on_complete=True, but none of the {n_train} training samples observes every modality"
+                    f" {list(self.modalities)} under the training masks; set train_on_complete=False to fit the imputer"
+                    " on observed embeddings of incomplete samples"
+                )
+            X, mask = [x[complete] for x in X], mask[complete]
+        usable = int(mask.any(1).sum())
+        k = min(self.num_clusters, usable)
+        if k < self.num_clusters:
+            rank_zero_warn(
+                f"UL4M4: only {usable} usable training samples; num_clusters lowered from {self.num_clusters} to {k}"
+            )
+        if k != self.imputer.num_clusters:
+            self.imputer = UL4M4Imputer(k, self.imputer_max_iter, self.imputer_tol, self.seed).to(self.device)
+        self.imputer.fit(X, mask)
+        rank_zero_info(
+            f"UL4M4: imputer fitted on {mask.shape[0]} of {n_train} training samples "
+            f"({'complete only' if self.train_on_complete else 'observed embeddings'}), K={k}, "
+            f"{self.imputer.num_iter} Lloyd updates"
+        )
+
+    def _sync_ranks(self) -> None:
+        """Under DDP, give every rank rank 0's frozen encoders and imputer (GPU AE training is not bit-exact)."""
+        trainer = self._trainer
+        if trainer is None or trainer.world_size <= 1:
+            return
+        keep = ("encoders.", "imputer.", "fitted")
+        state = {k: v.detach().cpu() for k, v in self.state_dict().items() if k.startswith(keep)}
+        state = trainer.strategy.broadcast(state, src=0)
+        self.load_state_dict({k: v.to(self.device) for k, v in state.items()}, strict=False)
+
+    # ---------------------------------------------------------------------------------------------- forward
+    def forward(self, inputs: Mapping[str, Tensor], mask: Tensor) -> MethodOutput:
+        """Embed, impute, fuse.
+
+        Args:
+            inputs: ``{name: Tensor[B, *input_shapes[name]]}``; masked-out entries are never read.
+            mask: ``bool[B, M]``, True = observed.
+
+        Returns:
+            ``logits`` ``[B, C]`` (segmentation ``[B, C, D, H, W]``) and ``aux["completed_<modality>"]``, the
+            completed embedding ``[B, d_m]`` of each modality (observed ones unchanged).
+        """
+        B = mask.shape[0]
+        x = zero_fill(inputs, mask, self.modalities)  # masked-out inputs become zeros before any encoder
+        with torch.no_grad():
+            levels = [self._encode(m, x[m]) for m in self.modalities]  # M lists of L levels
+        completed = self.impute([lv[-1].flatten(1).float() for lv in levels], mask)  # M × [B, d_m], fp32
+        aux = {f"completed_{m}": c for m, c in zip(self.modalities, completed, strict=True)}
+        if self.task is not Task.SEGMENTATION:
+            tokens = torch.stack([self.proj[m](c) for m, c in zip(self.modalities, completed, strict=True)], 1)
+            tokens = tokens + self.modality_embed  # [B, M, d_model]
+            pooled = self.fusion(tokens).mean(1)  # self-attention over the M tokens, then mean: [B, d_model]
+            return MethodOutput(logits=self.head(pooled), aux=aux)
+        bottleneck = torch.cat([c.reshape(B, *self.bottleneck_shape) for c in completed], 1)  # [B, M·C_b, d, h, w]
+        if self.seg_skips == "observed_mean":
+            skips = [masked_mean(torch.stack(level, 1), mask) for level in list(zip(*levels, strict=True))[:-1]]
+            logits = self.decoder(bottleneck, skips)  # skips: [B, C_l, *S_l], observed modalities only
+        else:
+            logits = self.decoder(bottleneck)
+        D, H, W = x[self.modalities[0]].shape[-3:]
+        return MethodOutput(logits=logits[..., :D, :H, :W], aux=aux)
+
+    def variant(self) -> dict[str, object]:  # noqa: D102
+        return {"K": self.num_clusters, "train_on_complete": self.train_on_complete}
