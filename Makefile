@@ -57,3 +57,30 @@ clean: ## remove caches and run outputs (keeps .venv)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache runs lightning_logs wandb
 
 .PHONY: help install demo test test-slow test-gpu bench lint format clean
+
+# ---- sweeps: `mmbench sweep` over experiments/sweeps/*.yaml (resumable: re-run to finish or retry cells)
+# EXECUTOR=local|slurm|debug, SEEDS=n (first n seeds), PARALLEL=n (cells at a time; unset = one per GPU, else 1),
+# SWEEP_ARGS="--dry-run" or any other `mmbench sweep` option; cells land in runs/<sweep>/<cell_id>/.
+SWEEP_ARGS ?=
+SWEEP_PARALLEL = $(if $(filter-out file default,$(origin PARALLEL)),--parallel=$(PARALLEL))
+
+sweep: $(STAMP) ## run a sweep spec: make sweep SWEEP=experiments/sweeps/NAME.yaml [EXECUTOR=.. SEEDS=.. PARALLEL=..]
+	@test -n "$(SWEEP)" || { echo "usage: make sweep SWEEP=experiments/sweeps/NAME.yaml [EXECUTOR=local|slurm|debug] [SEEDS=n] [PARALLEL=n]"; exit 2; }
+	$(BIN)/python -m mmbench sweep --config $(SWEEP) --executor=$(EXECUTOR) --num_seeds=$(SEEDS) $(SWEEP_PARALLEL) $(SWEEP_ARGS)
+
+sweep-avmnist: ## every method × 4 missing rates × SEEDS seeds on AV-MNIST-lite
+	$(MAKE) sweep SWEEP=experiments/sweeps/avmnist.yaml
+
+sweep-brats: ## every segmentation method × 3 missing rates × SEEDS seeds on semi-synthetic BraTS
+	$(MAKE) sweep SWEEP=experiments/sweeps/brats.yaml
+
+sweep-features: ## every method × 4 missing rates × SEEDS seeds on the three-view features (mfeat)
+	$(MAKE) sweep SWEEP=experiments/sweeps/features.yaml
+
+.PHONY: sweep sweep-avmnist sweep-brats sweep-features
+
+leaderboard: $(STAMP) ## leaderboard CSVs, LaTeX/Markdown tables and plots of a sweep: make leaderboard SWEEP=runs/<name>
+	@test -n "$(SWEEP)" || { echo "usage: make leaderboard SWEEP=runs/<sweep>"; exit 2; }
+	$(BIN)/python -m mmbench leaderboard $(SWEEP) --out $(SWEEP)/leaderboard --published
+
+.PHONY: leaderboard

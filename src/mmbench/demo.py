@@ -1,49 +1,37 @@
-"""``mmbench demo``: train and test late fusion on AV-MNIST-lite, then print the per-pattern table."""
+"""``mmbench demo``: the main job on the embedded default data.
+
+Runs the sweep ``experiments/sweeps/demo.yaml`` (ShaSpec, UL4M4, late fusion and mean fill × three training
+missing rates on AV-MNIST-lite, all-patterns test) with the local executor, two cells at a time, then builds the
+leaderboard of ``runs/demo`` and prints the rate table, the per-pattern table and where the CSVs, LaTeX tables and
+plots are. Complete cells are reused, so a second run only rebuilds the leaderboard.
+"""
 
 from __future__ import annotations
 
-import csv
 import time
 from pathlib import Path
 
-__all__ = ["demo_main", "format_pattern_table"]
+__all__ = ["demo_main"]
 
-DEMO_CONFIG = Path("experiments/demo.yaml")
-
-
-def format_pattern_table(results_csv: Path, protocol: str = "all_patterns") -> str:
-    """Plain-text table: one row per pattern with accuracy, F1-micro, F1-macro and n."""
-    with open(results_csv, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["eval_protocol"] == protocol]
-    by_pattern: dict[str, dict[str, str]] = {}
-    order: list[str] = []
-    for r in rows:
-        if r["pattern"] not in by_pattern:
-            by_pattern[r["pattern"]] = {"n": r["n"]}
-            order.append(r["pattern"])
-        by_pattern[r["pattern"]][r["metric"]] = r["value"]
-    head = f"{'pattern':<16}{'acc':>8}{'f1_micro':>10}{'f1_macro':>10}{'n':>7}"
-    lines = [head, "-" * len(head)]
-    for p in order:
-        v = by_pattern[p]
-        cells = "".join(
-            f"{float(v[m]):>{w}.4f}" if m in v else f"{'':>{w}}"
-            for m, w in (("acc", 8), ("f1_micro", 10), ("f1_macro", 10))
-        )
-        lines.append(f"{p:<16}{cells}{v['n']:>7}")
-    return "\n".join(lines)
+DEMO_SWEEP = Path("experiments/sweeps/demo.yaml")
 
 
 def demo_main(args: list[str]) -> None:
-    """Run the demo; extra ``args`` are passed to ``mmbench fit`` (e.g. ``--trainer.max_epochs=2``)."""
-    from mmbench.cli import cli_main
+    """Run the demo sweep and its leaderboard; ``args`` are passed to ``mmbench sweep`` (e.g. ``--parallel=1``)."""
+    from mmbench import leaderboard, sweep
 
-    if not DEMO_CONFIG.is_file():
-        raise FileNotFoundError(f"{DEMO_CONFIG} not found: run `mmbench demo` from the repository root")
+    if not DEMO_SWEEP.is_file():
+        raise FileNotFoundError(f"{DEMO_SWEEP} not found: run `mmbench demo` from the repository root")
     start = time.perf_counter()
-    cli = cli_main(["fit", "--config", str(DEMO_CONFIG), *args])
-    writer = next(cb for cb in cli.trainer.callbacks if type(cb).__name__ == "ResultsWriter")  # type: ignore[attr-defined]
-    path = writer.last_path
-    print("\nAV-MNIST-lite, late fusion, train missing rate 0.5, test: every sample under each pattern")
-    print(format_pattern_table(path))
-    print(f"\nresults: {path}\nconfig:  {path.parent / 'config.yaml'}\nwall time: {time.perf_counter() - start:.1f} s")
+    sweep.cli(["--config", str(DEMO_SWEEP), "--executor=local", "--parallel=2", *args])
+    runs = Path("runs/demo")
+    out = runs / "leaderboard"
+    paths = leaderboard.leaderboard_main([runs], out, metric="acc")
+    print()
+    print(paths["summary.txt"].read_text())
+    print(f"raw rows:     {paths['raw.csv']}")
+    print(f"leaderboard:  {paths['leaderboard.csv']}")
+    print(f"robustness:   {paths['robustness.csv']}")
+    print(f"tables:       {out / 'tables'} (LaTeX .tex and Markdown .md)")
+    print(f"plots:        {', '.join(str(p) for k, p in sorted(paths.items()) if k.endswith('.png'))}")
+    print(f"wall time:    {time.perf_counter() - start:.0f} s")

@@ -812,8 +812,13 @@ class _PatternSlice:
 
 
 def _methods(sub: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """(label, method, variant) of each column; the variant is shown only for a method with several in the table."""
     pairs = sub[list(_METHOD_KEYS)].drop_duplicates()
-    out = [(_method_label(m, v), str(m), str(v)) for m, v in zip(pairs["method"], pairs["method_variant"], strict=True)]
+    several = pairs["method"].value_counts()
+    out = [
+        (_method_label(m, v) if several[m] > 1 else str(m), str(m), str(v))
+        for m, v in zip(pairs["method"], pairs["method_variant"], strict=True)
+    ]
     return sorted(out)
 
 
