@@ -49,6 +49,15 @@ class MMBenchCLI(LightningCLI):
             help="after `fit`, run `test` with the final weights in the same run dir (writes results.csv)",
         )
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:  # noqa: D102
+        # the arguments travel in `args` (LightningCLI warns when sys.argv has some too); empty sys.argv only while
+        # parsing: DDP re-launches sys.argv for the other ranks later
+        argv, sys.argv = sys.argv, sys.argv[:1]
+        try:
+            super().parse_arguments(parser, args)
+        finally:
+            sys.argv = argv
+
     def after_fit(self) -> None:  # noqa: D102
         if self._get(self.config, "test_after_fit", default=True) and not self.trainer.interrupted:
             self.trainer.test(self.model, datamodule=self.datamodule, verbose=False)
@@ -111,11 +120,7 @@ def cli_main(args: ArgsType = None, run: bool = True) -> MMBenchCLI:
     """Run ``mmbench fit|validate|test|predict`` with ``args`` (default: ``sys.argv[1:]``)."""
     if isinstance(args, list | tuple):
         args = _preflight([str(a) for a in args])
-    argv, sys.argv = sys.argv, sys.argv[:1]  # the arguments travel in `args` (LightningCLI warns when both are set)
-    try:
-        return _make_cli(args, run)
-    finally:
-        sys.argv = argv
+    return _make_cli(args, run)
 
 
 def _make_cli(args: ArgsType, run: bool) -> MMBenchCLI:
