@@ -388,8 +388,9 @@ def _parser() -> Any:
         prog="mmbench sweep",
         description=(
             "Run a grid of `mmbench fit` cells from a sweep spec. Every spec key can be overridden on the command "
-            "line (e.g. --seeds=[1] --trainer '{max_epochs: 1}'); arguments after `--` are added to every cell's "
-            "`mmbench fit` command (and to its hash)."
+            "line (e.g. --seeds=[1] --executor=slurm --slurm.partition=gpu; a dict such as --trainer replaces the "
+            "spec's); arguments after `--` are added to every cell's `mmbench fit` command and hash "
+            "(e.g. -- --trainer.max_epochs=1)."
         ),
         exit_on_error=False,
         default_env=False,
