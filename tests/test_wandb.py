@@ -13,6 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.timeout(300)
 def test_wandb_offline_run_appears_without_network(tmp_cwd, monkeypatch):
+    import wandb
+
+    wandb.teardown()  # a W&B service left by an earlier in-process test (another WANDB_DIR) must not be reused
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_cwd))
     contacted = []
@@ -42,8 +45,6 @@ def test_wandb_offline_run_appears_without_network(tmp_cwd, monkeypatch):
             "--trainer.limit_test_batches=1",
         ]
     )
-    import wandb
-
     wandb.finish()
     runs = list(tmp_cwd.rglob("offline-run-*"))
     assert runs, "no offline W&B run directory was written"
