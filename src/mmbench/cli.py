@@ -120,10 +120,6 @@ def cli_main(args: ArgsType = None, run: bool = True) -> MMBenchCLI:
     """Run ``mmbench fit|validate|test|predict`` with ``args`` (default: ``sys.argv[1:]``)."""
     if isinstance(args, list | tuple):
         args = _preflight([str(a) for a in args])
-    return _make_cli(args, run)
-
-
-def _make_cli(args: ArgsType, run: bool) -> MMBenchCLI:
     return MMBenchCLI(
         MissingModalityMethod,
         MultimodalDataModule,

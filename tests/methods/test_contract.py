@@ -60,6 +60,7 @@ def _expected_shape(dm, n):
 def test_every_method_declares_classification_and_segmentation_support():
     for name, cls in METHODS.items():
         assert Task.MULTICLASS in cls.supported_tasks, name
+        assert Task.SEGMENTATION in cls.supported_tasks, name
 
 
 @pytest.mark.parametrize(("name", "case"), CASES)

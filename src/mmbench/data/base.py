@@ -34,6 +34,7 @@ from mmbench.masks import (
     FixedPattern,
     MaskTable,
     MissingnessSpec,
+    WarmupThen,
     zero_fill,
 )
 from mmbench.types import Task
@@ -180,7 +181,7 @@ class MultimodalDataModule(pl.LightningDataModule, ABC):
         """``full`` (every modality always observed), ``dedicated`` (one fixed pattern) or ``non-dedicated``."""
         probs = self.missingness.pattern_probs(self.modalities)
         full_id = 2 ** len(self.modalities) - 1
-        if probs[full_id] == 1.0 and not hasattr(self.missingness, "warmup_epochs"):
+        if probs[full_id] == 1.0 and not isinstance(self.missingness, WarmupThen):
             return "full"
         if isinstance(self.missingness, FixedPattern):
             return "dedicated"

@@ -89,7 +89,7 @@ from mmbench.functional.sliding_window import sliding_window_inference
 from mmbench.masks import zero_fill
 from mmbench.methods.base import MissingModalityMethod, task_loss
 from mmbench.nn.encoders import MLPEncoder, make_encoder
-from mmbench.nn.unet3d import UNet3DDecoder, UNet3DEncoder
+from mmbench.nn.unet3d import UNet3DDecoder, UNet3DEncoder, pad_far_end, padded_shape
 from mmbench.registry import METHODS
 from mmbench.types import Batch, MethodOutput, Task
 
@@ -410,9 +410,7 @@ class ShaSpec(MissingModalityMethod):
         vol = torch.stack([x[m] for m in self.modalities], 1)  # [B, M, C_in, D, H, W]
         D, H, W = vol.shape[-3:]
         assert isinstance(self.shared, UNet3DEncoder)
-        step, least = self.shared.multiple, self.shared.min_size
-        pads = [max(-(-n // step) * step, least) - n for n in (W, H, D)]
-        vol = F.pad(vol, (0, pads[0], 0, pads[1], 0, pads[2]))  # [B, M, C_in, D', H', W'], zeros at the far end
+        vol = pad_far_end(vol, padded_shape((D, H, W), self.shared.multiple))  # [B, M, C_in, D', H', W']
         levels = [t.unflatten(0, (B, M)) for t in self.shared(vol.flatten(0, 1))]  # L × [B, M, C_l, *S_l]
         r = levels[-1]  # Eq. 1: [B, M, C, d, h, w]
         s = torch.stack([self.specific[m](vol[:, i])[-1] for i, m in enumerate(self.modalities)], 1)  # Eq. 1

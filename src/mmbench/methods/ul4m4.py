@@ -77,7 +77,7 @@ from mmbench.methods.base import MissingModalityMethod
 from mmbench.methods.baselines import masked_mean
 from mmbench.nn.encoders import make_encoder
 from mmbench.nn.imputer import UL4M4Imputer
-from mmbench.nn.unet3d import ConvBlock3d, UNet3DDecoder, UNet3DEncoder
+from mmbench.nn.unet3d import ConvBlock3d, UNet3DDecoder, UNet3DEncoder, pad_far_end, padded_shape
 from mmbench.registry import METHODS
 from mmbench.types import MethodOutput, Task
 
@@ -228,7 +228,7 @@ class UL4M4(MissingModalityMethod):
         self.raw = list(self.modalities)
         self.seg_widths = widths
         step = 2 ** (len(widths) - 1)
-        self.padded = tuple(max(-(-s // step) * step, 2 * step) for s in spatial)  # multiples of 2^(L−1)
+        self.padded = padded_shape(spatial, step)  # multiples of 2^(L−1)
         self.bottleneck_shape = (widths[-1], *(s // step for s in self.padded))  # (C_b, d, h, w)
         self.embed_dims = [math.prod(self.bottleneck_shape)] * self.num_modalities
         for m in self.modalities:
@@ -256,8 +256,7 @@ class UL4M4(MissingModalityMethod):
                 f"UL4M4 segmentation embeds volumes of the training patch size {patch}, got {(D, H, W)}; "
                 "use predict_logits (sliding windows) for whole volumes"
             )
-        pd, ph, pw = (p - s for p, s in zip(self.padded, (D, H, W), strict=True))
-        return F.pad(x, (0, pw, 0, ph, 0, pd)) if pd or ph or pw else x
+        return pad_far_end(x, self.padded)
 
     def _encode(self, modality: str, x: Tensor) -> list[Tensor]:
         """Frozen encoder features: vector tasks ``[[B, d_m]]``; segmentation the U-Net levels (bottleneck last)."""

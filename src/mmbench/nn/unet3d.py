@@ -28,9 +28,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["ConvBlock3d", "UNet3DDecoder", "UNet3DEncoder", "conv_norm_act"]
+__all__ = ["ConvBlock3d", "UNet3DDecoder", "UNet3DEncoder", "conv_norm_act", "pad_far_end", "padded_shape"]
+
+
+def padded_shape(spatial: Sequence[int], multiple: int) -> tuple[int, ...]:
+    """Smallest sizes ≥ ``spatial`` that are multiples of ``multiple`` and at least ``2·multiple``.
+
+    ``multiple`` is ``UNet3DEncoder.multiple`` (``2^(L−1)``); ``2·multiple`` is its ``min_size``.
+    """
+    return tuple(max(-(-int(s) // multiple) * multiple, 2 * multiple) for s in spatial)
+
+
+def pad_far_end(x: Tensor, spatial: Sequence[int]) -> Tensor:
+    """Zero-pad the last three dims of ``x`` at the far end up to ``spatial``: ``[..., D, H, W] → [..., *spatial]``."""
+    pd, ph, pw = (int(p) - s for p, s in zip(spatial, x.shape[-3:], strict=True))
+    return F.pad(x, (0, pw, 0, ph, 0, pd)) if pd or ph or pw else x
 
 
 def conv_norm_act(in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1) -> nn.Sequential:
