@@ -179,3 +179,66 @@ def test_eval_tables_and_hashes():
     assert r1.hash != RateProtocol(0.5).table(MODS, 100, seed=1).hash
     assert r1.hash != RateProtocol(0.3).table(MODS, 100, seed=0).hash
     assert r1.hash.startswith("sha256:")
+
+
+def _ladder_label(spec) -> str:
+    """The sweep's former isinstance ladder (``sweep.missing_label`` before specs described themselves)."""
+    import re
+
+    def slug(text: str) -> str:
+        out = re.sub(r"[^A-Za-z0-9._+=-]+", "-", text).strip("-.")
+        return re.sub(r"_{2,}", "_", out) or "x"
+
+    def fmt(x: float) -> str:
+        return f"{float(x):g}"
+
+    if isinstance(spec, BernoulliMissing):
+        if isinstance(spec.rate, dict):
+            label = "bernoulli-" + "-".join(f"{k}{fmt(v)}" for k, v in sorted(spec.rate.items()))
+        else:
+            label = f"bernoulli{fmt(spec.rate)}"
+        if spec.min_present != 1:
+            label += f"-min{spec.min_present}"
+    elif isinstance(spec, FixedPattern):
+        label = "fixed-" + "+".join(spec.observed)
+    elif isinstance(spec, PatternDistribution):
+        label = "patterns"
+    elif isinstance(spec, ShaSpecCodeSampler):
+        label = "shaspec-code"
+    elif isinstance(spec, WarmupThen):
+        label = f"warmup{spec.warmup_epochs}-{_ladder_label(spec.then)}"
+    else:
+        label = type(spec).__name__.lower()
+    return slug(label)
+
+
+LABEL_SPECS = [
+    BernoulliMissing(0.5),
+    BernoulliMissing(0.0),
+    BernoulliMissing(1 / 3, min_present=2),
+    BernoulliMissing({"t2": 0.25, "flair": 0.7}),
+    BernoulliMissing({"flair": 0.1}, min_present=0),
+    FixedPattern(["flair", "t1ce"]),
+    FixedPattern(["odd name.", "x"]),
+    PatternDistribution({"flair": 1.0, "t1+t2": 2.0}),
+    ShaSpecCodeSampler(),
+    WarmupThen(3, BernoulliMissing(0.7)),
+    WarmupThen(0, FixedPattern(["t1 ", "t2."])),
+    WarmupThen(2, WarmupThen(1, ShaSpecCodeSampler())),
+]
+
+
+@pytest.mark.parametrize("spec", LABEL_SPECS, ids=lambda s: type(s).__name__)
+def test_spec_labels_match_the_former_sweep_ladder(spec):
+    from mmbench.data.avmnist import PerClassFraction
+    from mmbench.sweep import missing_label
+
+    assert missing_label(spec) == _ladder_label(spec)
+    assert missing_label(PerClassFraction("audio", 0.2)) == _ladder_label(PerClassFraction("audio", 0.2))
+
+
+def test_spec_labels_name_the_spec():
+    assert BernoulliMissing(0.5).label() == "bernoulli0.5"
+    assert BernoulliMissing({"t2": 0.25, "flair": 0.7}, min_present=2).label() == "bernoulli-flair0.7-t20.25-min2"
+    assert FixedPattern(["flair", "t1ce"]).label() == "fixed-flair+t1ce"
+    assert WarmupThen(3, BernoulliMissing(0.7)).label() == "warmup3-bernoulli0.7"

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mmbench.schema import ALL
+
 __all__ = [
     "ALL",
     "AllPatterns",
@@ -43,9 +45,6 @@ __all__ = [
     "pattern_name",
     "zero_fill",
 ]
-
-ALL = "all"
-"""The pattern key that stands for every sample."""
 
 
 # ----------------------------------------------------------------------------------------------------- patterns
@@ -201,6 +200,14 @@ class MissingnessSpec(ABC):
         """Provenance for result rows: ``train_missing`` (spec name + arguments) and ``train_missing_rate``."""
         return {"train_missing": type(self).__name__, "train_missing_rate": float("nan")}
 
+    def label(self) -> str:
+        """Short name of the spec in sweep cell ids (``bernoulli0.5``, ``fixed-image``, ...); default: class name."""
+        return type(self).__name__.lower()
+
+
+def _fmt(x: float) -> str:
+    return f"{float(x):g}"
+
 
 def _check_rate(rate: float, what: str) -> float:
     rate = float(rate)
@@ -260,6 +267,14 @@ class BernoulliMissing(MissingnessSpec):
         rate = self.rate if isinstance(self.rate, float) else float("nan")
         return {"train_missing": f"bernoulli(min_present={self.min_present})", "train_missing_rate": rate}
 
+    def label(self) -> str:  # noqa: D102
+        if isinstance(self.rate, dict):
+            body = "-".join(f"{k}{_fmt(v)}" for k, v in sorted(self.rate.items()))
+            label = f"bernoulli-{body}"
+        else:
+            label = f"bernoulli{_fmt(self.rate)}"
+        return label + (f"-min{self.min_present}" if self.min_present != 1 else "")
+
 
 class FixedPattern(MissingnessSpec):
     """Every sample observes exactly ``observed`` (dedicated training, or a fixed evaluation pattern).
@@ -281,6 +296,9 @@ class FixedPattern(MissingnessSpec):
 
     def describe(self) -> dict[str, object]:  # noqa: D102
         return {"train_missing": f"fixed({'+'.join(self.observed)})", "train_missing_rate": float("nan")}
+
+    def label(self) -> str:  # noqa: D102
+        return "fixed-" + "+".join(self.observed)
 
 
 class PatternDistribution(MissingnessSpec):
@@ -307,6 +325,9 @@ class PatternDistribution(MissingnessSpec):
         body = ",".join(f"{k}:{v:g}" for k, v in self.weights.items())
         return {"train_missing": f"patterns({body})", "train_missing_rate": float("nan")}
 
+    def label(self) -> str:  # noqa: D102
+        return "patterns"
+
 
 class ShaSpecCodeSampler(MissingnessSpec):
     """The official ShaSpec code's random mode: ``k ~ U{1..M}``, then a uniform subset of ``k`` modalities.
@@ -331,6 +352,9 @@ class ShaSpecCodeSampler(MissingnessSpec):
 
     def describe(self) -> dict[str, object]:  # noqa: D102
         return {"train_missing": "shaspec_code", "train_missing_rate": float("nan")}
+
+    def label(self) -> str:  # noqa: D102
+        return "shaspec-code"
 
 
 class WarmupThen(MissingnessSpec):
@@ -359,6 +383,9 @@ class WarmupThen(MissingnessSpec):
     def describe(self) -> dict[str, object]:  # noqa: D102
         inner = self.then.describe()
         return {**inner, "train_missing": f"warmup({self.warmup_epochs})+{inner['train_missing']}"}
+
+    def label(self) -> str:  # noqa: D102
+        return f"warmup{self.warmup_epochs}-{self.then.label()}"
 
 
 # ----------------------------------------------------------------------------------------- evaluation protocols
