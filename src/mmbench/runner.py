@@ -14,7 +14,6 @@ from pathlib import Path
 
 os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
 
-import yaml
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 
 import mmbench.data
@@ -24,6 +23,7 @@ from mmbench.errors import MMBenchError
 from mmbench.methods.base import MissingModalityMethod
 from mmbench.registry import DATASETS, METHODS, Registry, UnknownNameError, unknown_name_message
 from mmbench.results import ResultsWriter
+from mmbench.yamlfile import read_yaml
 
 __all__ = ["LINKED_FIELDS", "MMBenchCLI", "cli_main"]
 
@@ -93,12 +93,7 @@ def _preflight(args: list[str]) -> list[str]:
                 out[i] = f"{flag}={_check_choice(kind, tok.split('=', 1)[1], registry)}"
         if tok in ("--config", "-c") and i + 1 < len(out):
             path = Path(out[i + 1])
-            if not path.is_file():
-                raise MMBenchError(f"config file {path} does not exist")
-            try:
-                cfg = yaml.safe_load(path.read_text()) or {}
-            except yaml.YAMLError as e:
-                raise MMBenchError(f"config file {path} is not valid YAML: {e}") from None
+            cfg = read_yaml(path)
             if not isinstance(cfg, dict):
                 raise MMBenchError(f"config file {path} must hold a mapping at top level, got {type(cfg).__name__}")
             for key, kind, registry in (("model", "method", METHODS), ("data", "dataset", DATASETS)):

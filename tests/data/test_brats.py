@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 from pathlib import Path
 
@@ -475,6 +476,9 @@ def test_split_files_roundtrip_hash_and_errors(tmp_path: Path) -> None:
     assert read_split(paths["val"]) == splits["val"]
     assert split_hash(splits["train"]) == split_hash(list(reversed(splits["train"])))
     assert split_hash(splits["train"]) != split_hash(splits["train"][1:])
+    # the one split_hash format of every data module (base.index_hash): sha256:<16 hex> of the sorted ids
+    digest = hashlib.sha256("\n".join(sorted(splits["train"])).encode()).hexdigest()
+    assert split_hash(splits["train"]) == f"sha256:{digest[:16]}"
 
     empty = tmp_path / "empty.txt"
     empty.write_text("\n# only a comment\n\n")

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
@@ -80,13 +81,11 @@ class EvalDataset(Dataset):
     Args:
         base: the split's dataset.
         table: the protocol's mask table.
-        protocol_index: position of the protocol in the data module's ``eval_protocols``.
     """
 
-    def __init__(self, base: Dataset, table: MaskTable, protocol_index: int) -> None:
+    def __init__(self, base: Dataset, table: MaskTable) -> None:
         self.base = base
         self.table = table
-        self.protocol_index = protocol_index
 
     def __len__(self) -> int:
         return len(self.table)
@@ -94,7 +93,6 @@ class EvalDataset(Dataset):
     def __getitem__(self, r: int) -> dict[str, Any]:
         item = dict(self.base[int(self.table.sample_index[r])])
         item["mask"] = self.table.mask[r]
-        item["protocol"] = self.protocol_index
         return item
 
 
@@ -196,8 +194,28 @@ class MultimodalDataModule(pl.LightningDataModule, ABC):
 
     # ------------------------------------------------------------------------------------------------ masks
     def masks_for(self, split: str, index: Tensor, epoch: int = 0) -> Tensor:
-        """Training-spec masks ``bool[N, M]`` of samples ``index`` of ``split`` (pure in its arguments)."""
-        return self.missingness.masks(self.modalities, self.mask_seed, split, index, epoch)
+        """Training-spec masks ``bool[N, M]`` of samples ``index`` of ``split`` (pure in its arguments).
+
+        A spec that ``needs_labels`` gets the labels of the whole split (``split_labels``).
+        """
+        labels = self.split_labels(split) if self.missingness.needs_labels else None
+        return self.missingness.masks(self.modalities, self.mask_seed, split, index, epoch, labels=labels)
+
+    def split_labels(self, split: str) -> np.ndarray:
+        """``int[N]`` class label of every sample of ``split`` (entry ``i`` = sample ``i``), for label-aware specs.
+
+        The default reads ``TensorSplit.target``; override it for datasets that hold their targets elsewhere.
+
+        Raises:
+            ValueError: the split's dataset does not expose its labels.
+        """
+        dataset = self._dataset(split)
+        if not isinstance(dataset, TensorSplit):
+            raise ValueError(
+                f"{type(self.missingness).__name__} needs class labels, but the {split!r} split of "
+                f"{type(self).__name__} is a {type(dataset).__name__}, not a TensorSplit (override split_labels)"
+            )
+        return dataset.target.numpy()
 
     def mask_table(self, protocol: EvalProtocol, split: str = "test") -> MaskTable:
         """The evaluation mask table of ``protocol`` on ``split`` (cached)."""
@@ -259,8 +277,8 @@ class MultimodalDataModule(pl.LightningDataModule, ABC):
     def test_dataloader(self) -> list[DataLoader]:  # noqa: D102
         base = self._dataset("test")
         return [
-            self._loader(EvalDataset(base, self.mask_table(p), i), False, self.eval_batch_size)
-            for i, p in enumerate(self.eval_protocols)
+            self._loader(EvalDataset(base, self.mask_table(p)), False, self.eval_batch_size)
+            for p in self.eval_protocols
         ]
 
     def predict_dataloader(self) -> DataLoader:  # noqa: D102

@@ -259,8 +259,8 @@ def read_split(path: str | Path) -> list[str]:
 
 
 def split_hash(case_ids: Sequence[str]) -> str:
-    """sha256 (hex) of the sorted case ids joined by newlines; independent of the order of the file."""
-    return hashlib.sha256("\n".join(sorted(case_ids)).encode()).hexdigest()
+    """``sha256:<16 hex>`` of the sorted case ids joined by newlines; independent of the order of the file."""
+    return "sha256:" + hashlib.sha256("\n".join(sorted(case_ids)).encode()).hexdigest()[:16]
 
 
 def random_split(

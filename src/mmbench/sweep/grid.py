@@ -17,13 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from mmbench.errors import MMBenchError
 from mmbench.masks import MissingnessSpec
 from mmbench.registry import UnknownNameError, unknown_name_message
 from mmbench.sweep.markers import PARTIAL_RESULTS
 from mmbench.sweep.spec import DatasetEntry, LoadedSpec, MethodEntry, SweepSpec
+from mmbench.yamlfile import read_yaml
 
 __all__ = ["Grid", "GridCell", "expand", "missing_label"]
 
@@ -119,16 +118,6 @@ def missing_label(spec: MissingnessSpec) -> str:
 
 def _canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def _yaml_content(path: str) -> Any:
-    p = Path(path)
-    if not p.is_file():
-        raise MMBenchError(f"config file {path} does not exist")
-    try:
-        return yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise MMBenchError(f"config file {path} is not valid YAML: {e}") from None
 
 
 def _arg(value: Any) -> str:
@@ -243,7 +232,7 @@ def _resolve_method(spec: SweepSpec, entry: MethodEntry, ds: _Dataset) -> _Metho
                 config = candidate.as_posix()
                 break
     if config is not None:
-        content = _yaml_content(config)
+        content = read_yaml(config)
         model = content.get("model") if isinstance(content, dict) else None
         class_path = model.get("class_path") if isinstance(model, dict) else None
         if isinstance(class_path, str) and class_path not in _class_names(cls):
@@ -331,21 +320,21 @@ def _definition(
     spec: SweepSpec, loaded: LoadedSpec, ds: _Dataset, m: _Method, miss: _Missing, seed: int, extra: Sequence[str]
 ) -> dict[str, Any]:
     """What the cell hash covers: parsed YAML contents (not paths), overrides, missingness, protocols, seed, trainer."""
-    data = _yaml_content(ds.config) if Path(ds.config).is_file() else {"unavailable": ds.config}
+    data = read_yaml(ds.config) if Path(ds.config).is_file() else {"unavailable": ds.config}
     return {
         "v": HASH_VERSION,
         "dataset": {"content": data, "overrides": ds.overrides},
         "method": {
             "name": m.name,
             "class_path": m.class_path,
-            "content": _yaml_content(m.config) if m.config else None,
+            "content": read_yaml(m.config) if m.config else None,
             "overrides": m.overrides,
         },
         "missing": miss.config,
         "eval_protocols": loaded.eval_configs,
         "seed": seed,
         "vary_mask_seed": spec.vary_mask_seed,
-        "trainer_configs": [_yaml_content(c) for c in spec.trainer_configs],
+        "trainer_configs": [read_yaml(c) for c in spec.trainer_configs],
         "trainer": spec.trainer,
         "args": [*spec.args, *extra],
     }
@@ -374,7 +363,7 @@ def _data_module(ds: _Dataset, miss: _Missing, loaded: LoadedSpec) -> Any:
 
     from mmbench.data.base import MultimodalDataModule
 
-    content = _yaml_content(ds.config)
+    content = read_yaml(ds.config)
     section = content.get("data") if isinstance(content, dict) else None
     if not isinstance(section, dict) or not isinstance(section.get("class_path"), str):
         raise MMBenchError(f"{ds.config}: no `data:` section with a class_path")
@@ -402,7 +391,7 @@ def _dataset_unavailable(ds: _Dataset) -> str | None:
 
     if not Path(ds.config).is_file():
         return f"{ds.config} does not exist"
-    content = _yaml_content(ds.config)
+    content = read_yaml(ds.config)
     section = content.get("data") if isinstance(content, dict) else None
     class_path = section.get("class_path") if isinstance(section, dict) else None
     if not isinstance(class_path, str):
@@ -513,7 +502,7 @@ def expand(
     if not entries:
         raise MMBenchError(f"sweep {spec.name!r} has an empty grid: no methods (after exclude_methods)")
     for c in spec.trainer_configs:
-        _yaml_content(c)
+        read_yaml(c)
 
     root = Path(spec.output) / spec.name
     cells: list[GridCell] = []
