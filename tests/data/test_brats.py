@@ -13,7 +13,6 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from mmbench.data import brats
 from mmbench.data.brats import (
     MODALITIES,
     BraTSCase,
@@ -309,7 +308,7 @@ def test_cache_second_load_skips_nibabel_and_source_change_invalidates(
         calls.append(Path(path).name)
         return real_load(path, *args, **kwargs)
 
-    monkeypatch.setattr(brats.nib, "load", spy)
+    monkeypatch.setattr(nib, "load", spy)
     cache = VolumeCache(tmp_path / "cache")
     first = cache.load(case)
     assert len(calls) == 5
