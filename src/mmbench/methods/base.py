@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from mmbench.functional.sliding_window import sliding_window_inference
 from mmbench.metrics.factory import task_metrics
 from mmbench.metrics.per_pattern import PerPatternMetric
+from mmbench.nn.backbones import Backbone, make_backbone
 from mmbench.nn.unet3d import pad_far_end, padded_shape
 from mmbench.types import Batch, MethodOutput, Task
 
@@ -169,6 +170,17 @@ class MissingModalityMethod(pl.LightningModule):
         return {}
 
     # ------------------------------------------------------------------------------------------- plumbing
+    def make_backbone(self, width: int, widths: Sequence[int]) -> Backbone:
+        """This task's encoders/decoders (``nn.backbones.make_backbone``); sets ``spatial_multiple`` from it.
+
+        Args:
+            width: feature width of vector encoders (vector tasks).
+            widths: U-Net channels per level (dense tasks).
+        """
+        backbone = make_backbone(self.task, self.input_shapes, width=width, widths=widths)
+        self.spatial_multiple = backbone.multiple
+        return backbone
+
     def train_batches(self, datamodule: MultimodalDataModule, max_batches: int | None = None) -> Iterator[Batch]:
         """Training batches for ``fit_unsupervised``: masked (training masks, epoch 0), zero-filled, on device.
 

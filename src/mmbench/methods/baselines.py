@@ -32,7 +32,6 @@ from torch import Tensor, nn
 
 from mmbench.functional.fusion import drop_modalities, fill_inputs, masked_concat, masked_mean, masked_mean_var
 from mmbench.methods.base import MissingModalityMethod
-from mmbench.nn.backbones import make_backbone
 from mmbench.registry import METHODS
 from mmbench.types import MethodOutput
 
@@ -67,9 +66,8 @@ class _FusionMethod(MissingModalityMethod):
         self, *args: Any, hidden_dim: int = 64, unet_widths: tuple[int, ...] = (8, 16, 32, 64), **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
-        backbone = make_backbone(self.task, self.input_shapes, width=hidden_dim, widths=unet_widths)
-        self.spatial_multiple = backbone.multiple
-        self.encoders = nn.ModuleDict({m: backbone.encoder(self.input_shapes[m]) for m in self.modalities})
+        backbone = self.make_backbone(hidden_dim, unet_widths)
+        self.encoders = backbone.encoders(self.input_shapes)
         fused = [self.fused_channels(c) for c in backbone.widths]
         self.decoder = backbone.decoder(fused, self.num_classes, hidden=hidden_dim, act_first=False)
 
@@ -263,8 +261,7 @@ class LateFusion(MissingModalityMethod):
         self, *args: Any, hidden_dim: int = 64, unet_widths: tuple[int, ...] = (8, 16, 32, 64), **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
-        backbone = make_backbone(self.task, self.input_shapes, width=hidden_dim, widths=unet_widths)
-        self.spatial_multiple = backbone.multiple
+        backbone = self.make_backbone(hidden_dim, unet_widths)
         self.models = nn.ModuleDict(
             {
                 m: nn.Sequential(
@@ -316,8 +313,7 @@ class Unimodal(MissingModalityMethod):
             raise ValueError(f"modality {self.modality!r} is not one of {list(self.modalities)}")
         self.hparams["modality"] = self.modality
         self.index = self.modalities.index(self.modality)
-        backbone = make_backbone(self.task, self.input_shapes, width=hidden_dim, widths=unet_widths)
-        self.spatial_multiple = backbone.multiple
+        backbone = self.make_backbone(hidden_dim, unet_widths)
         encoder = backbone.encoder(self.input_shapes[self.modality])
         self.model = nn.Sequential(encoder, backbone.decoder(backbone.widths, self.num_classes))
         self.prior_logits = nn.Parameter(torch.zeros(self.num_classes))

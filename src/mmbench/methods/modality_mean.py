@@ -12,11 +12,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from mmbench.functional.fusion import masked_mean
 from mmbench.methods.base import MissingModalityMethod
-from mmbench.nn.backbones import make_backbone
 from mmbench.registry import METHODS
 from mmbench.types import MethodOutput
 
@@ -37,9 +36,8 @@ class ModalityMean(MissingModalityMethod):
         self, *args: Any, hidden_dim: int = 64, unet_widths: tuple[int, ...] = (8, 16, 32, 64), **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
-        backbone = make_backbone(self.task, self.input_shapes, width=hidden_dim, widths=unet_widths)
-        self.spatial_multiple = backbone.multiple
-        self.encoders = nn.ModuleDict({m: backbone.encoder(self.input_shapes[m]) for m in self.modalities})
+        backbone = self.make_backbone(hidden_dim, unet_widths)
+        self.encoders = backbone.encoders(self.input_shapes)
         self.decoder = backbone.decoder(backbone.widths, self.num_classes, hidden=hidden_dim)
 
     def forward(self, inputs: Mapping[str, Tensor], mask: Tensor) -> MethodOutput:  # noqa: D102

@@ -88,7 +88,6 @@ from torch import Tensor, nn
 from mmbench.functional.fusion import FillRule, fill_missing, fill_weights
 from mmbench.masks import zero_fill
 from mmbench.methods.base import MissingModalityMethod, task_loss
-from mmbench.nn.backbones import make_backbone
 from mmbench.registry import METHODS
 from mmbench.types import Batch, MethodOutput
 
@@ -267,8 +266,7 @@ class ShaSpec(MissingModalityMethod):
         self.pairs = modality_pairs(self.num_modalities, self.dao_pairs)
         M = self.num_modalities
 
-        backbone = make_backbone(self.task, self.input_shapes, width=feature_dim, widths=seg_widths)
-        self.spatial_multiple = backbone.multiple
+        backbone = self.make_backbone(feature_dim, seg_widths)
         stems = {m: backbone.stem(self.input_shapes[m], stem_dim) for m in self.modalities}
         stem_shapes = {shape for _, shape in stems.values()}
         if len(stem_shapes) != 1:

@@ -75,7 +75,6 @@ from torch import Tensor, nn
 from mmbench.functional.fusion import masked_mean
 from mmbench.masks import zero_fill
 from mmbench.methods.base import MissingModalityMethod
-from mmbench.nn.backbones import make_backbone
 from mmbench.nn.imputer import UL4M4Imputer
 from mmbench.registry import METHODS
 from mmbench.types import MethodOutput
@@ -153,8 +152,7 @@ class UL4M4(MissingModalityMethod):
         self.imputer = UL4M4Imputer(self.num_clusters, self.imputer_max_iter, self.imputer_tol, self.seed)
         self.register_buffer("fitted", torch.tensor(False))
 
-        self.backbone = make_backbone(self.task, self.input_shapes, width=embed_dim, widths=seg_widths)
-        self.spatial_multiple = self.backbone.multiple
+        self.backbone = self.make_backbone(embed_dim, seg_widths)
         self.encoders = nn.ModuleDict()
         self.embedding_shapes: list[tuple[int, ...]] = []  # per modality: the embedding map (vector: (d_m,))
         for m in self.modalities:

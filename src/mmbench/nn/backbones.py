@@ -67,6 +67,10 @@ class Backbone(ABC):
     def encoder(self, in_shape: Sequence[int]) -> nn.Module:
         """Per-modality encoder ``[B, *in_shape]`` → levels ``[B, widths[l], *S_l]``."""
 
+    def encoders(self, input_shapes: Mapping[str, Sequence[int]]) -> nn.ModuleDict:
+        """One ``encoder`` per modality, in the order of ``input_shapes``."""
+        return nn.ModuleDict({m: self.encoder(s) for m, s in input_shapes.items()})
+
     @abstractmethod
     def decoder(
         self,
