@@ -255,10 +255,26 @@ class MissingModalityMethod(pl.LightningModule):
         terms = self.loss(output, batch)
         if "loss" not in terms:
             raise KeyError(f"{type(self).__name__}.loss must return a 'loss' entry, got {sorted(terms)}")
+        bar, write = self._step_logging()
         bs = batch["mask"].shape[0]
         for name, value in terms.items():
-            self.log(f"train/loss/{name}", value.detach(), batch_size=bs, prog_bar=name == "loss")
+            if write or (bar and name == "loss"):
+                self.log(f"train/loss/{name}", value.detach(), batch_size=bs, prog_bar=bar and name == "loss")
         return terms["loss"]
+
+    def _step_logging(self) -> tuple[bool, bool]:
+        """(a progress bar shows the loss, the loggers write this step).
+
+        Per-step values reach the loggers only every ``log_every_n_steps`` steps; logging the loss terms on the
+        other steps costs a ``self.log`` call each (and, for progress-bar values, a host sync) for nothing.
+        Lightning's own rule decides (it is read before the step counter moves, as when it writes).
+        """
+        trainer = self._trainer
+        if trainer is None:
+            return False, True
+        connector = getattr(trainer, "_logger_connector", None)
+        write = bool(trainer.fast_dev_run) or bool(getattr(connector, "should_update_logs", True))
+        return trainer.progress_bar_callback is not None, write
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:  # noqa: D102
         logits = self.predict_logits(batch["inputs"], batch["mask"])
