@@ -10,17 +10,28 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
 
-from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+import torch
+from lightning.pytorch import LightningModule
+from lightning.pytorch.cli import (
+    ArgsType,
+    LightningArgumentParser,
+    LightningCLI,
+    LRSchedulerTypeTuple,
+    LRSchedulerTypeUnion,
+)
+from torch.optim import Optimizer
 
 import mmbench.data
 import mmbench.methods  # noqa: F401  (registers methods for short names)
 from mmbench.data.base import MultimodalDataModule
 from mmbench.errors import MMBenchError
-from mmbench.methods.base import MissingModalityMethod
+from mmbench.methods.base import DEFAULT_LR, DEFAULT_WEIGHT_DECAY, MissingModalityMethod
 from mmbench.registry import DATASETS, METHODS, Registry, UnknownNameError, unknown_name_message
 from mmbench.results import ResultsWriter
 from mmbench.yamlfile import read_yaml
@@ -31,11 +42,20 @@ LINKED_FIELDS = ("modalities", "input_shapes", "task", "num_classes")
 
 
 class MMBenchCLI(LightningCLI):
-    """LightningCLI with mmbench's links, the results writer and test-after-fit."""
+    """LightningCLI with mmbench's links, the results writer, test-after-fit and the optimiser as configuration.
+
+    ``--optimizer`` / ``--lr_scheduler`` (LightningCLI's own) choose the optimiser; the default is
+    ``AdamW(lr=1e-3, weight_decay=0)``. A scheduler with an ``interval`` attribute of ``"step"`` (e.g.
+    ``mmbench.methods.optim.PolyLR``) is stepped after every optimiser step, any other one once per epoch.
+    """
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:  # noqa: D102
         for field in LINKED_FIELDS:
             parser.link_arguments(f"data.{field}", f"model.init_args.{field}", apply_on="instantiate")
+        parser.add_optimizer_args((torch.optim.Optimizer,))
+        parser.add_lr_scheduler_args(LRSchedulerTypeTuple)
+        default = {"lr": DEFAULT_LR, "weight_decay": DEFAULT_WEIGHT_DECAY}
+        parser.set_defaults({"optimizer": {"class_path": "torch.optim.AdamW", "init_args": default}})
         parser.add_lightning_class_args(ResultsWriter, "results")
         parser.add_argument(
             "--test_after_fit",
@@ -52,6 +72,23 @@ class MMBenchCLI(LightningCLI):
             super().parse_arguments(parser, args)
         finally:
             sys.argv = argv
+
+    @staticmethod
+    def configure_optimizers(
+        lightning_module: LightningModule, optimizer: Optimizer, lr_scheduler: LRSchedulerTypeUnion | None = None
+    ) -> Any:
+        """LightningCLI's optimiser/scheduler pair; the scheduler's ``interval`` attribute (default epoch) is kept."""
+        out = LightningCLI.configure_optimizers(lightning_module, optimizer, lr_scheduler)
+        interval = getattr(lr_scheduler, "interval", "epoch")
+        if lr_scheduler is None or interval == "epoch":
+            return out
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": lr_scheduler, "interval": interval}}
+
+    def _add_configure_optimizers_method_to_model(self, subcommand: str | None) -> None:
+        # the base class's own configure_optimizers (the same default) is meant to be replaced: no warning
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*configure_optimizers` will be overridden")
+            super()._add_configure_optimizers_method_to_model(subcommand)
 
     def after_fit(self) -> None:  # noqa: D102
         if self._get(self.config, "test_after_fit", default=True) and not self.trainer.interrupted:
