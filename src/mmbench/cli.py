@@ -28,6 +28,7 @@ from mmbench.errors import MMBenchError
 from mmbench.methods.base import MissingModalityMethod
 from mmbench.registry import DATASETS, METHODS, Registry, UnknownNameError, unknown_name_message
 from mmbench.results import ResultsWriter
+from mmbench.safe_io import untrusted_input_guard
 
 __all__ = ["LINKED_FIELDS", "MMBenchCLI", "cli_main", "main"]
 
@@ -103,7 +104,7 @@ def _preflight(args: list[str]) -> list[str]:
             try:
                 cfg = yaml.safe_load(path.read_text()) or {}
             except yaml.YAMLError as e:
-                raise MMBenchError(f"config file {path} is not valid YAML: {e}") from None
+                raise MMBenchError(f"config file {path} is not valid YAML: {' '.join(str(e).split())}") from None
             if not isinstance(cfg, dict):
                 raise MMBenchError(f"config file {path} must hold a mapping at top level, got {type(cfg).__name__}")
             for key, kind, registry in (("model", "method", METHODS), ("data", "dataset", DATASETS)):
@@ -116,6 +117,7 @@ def _preflight(args: list[str]) -> list[str]:
     return out
 
 
+@untrusted_input_guard  # checkpoints: torch.load(weights_only=True) only; wrapped user errors shown as one line
 def cli_main(args: ArgsType = None, run: bool = True) -> MMBenchCLI:
     """Run ``mmbench fit|validate|test|predict`` with ``args`` (default: ``sys.argv[1:]``)."""
     if isinstance(args, list | tuple):

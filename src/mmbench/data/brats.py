@@ -43,6 +43,7 @@ from mmbench.data.base import MultimodalDataModule
 from mmbench.errors import DataIntegrityError
 from mmbench.masks import EvalProtocol, MissingnessSpec
 from mmbench.registry import DATASETS
+from mmbench.safe_io import load_npy
 from mmbench.types import Task
 
 __all__ = [
@@ -602,8 +603,8 @@ class VolumeCache:
         mode: Any = "r" if mmap else None
         return CaseVolume(
             case_id=meta["case_id"],
-            image=np.load(entry / "image.npy", mmap_mode=mode),
-            regions=np.load(entry / "regions.npy", mmap_mode=mode) if meta["has_regions"] else None,
+            image=load_npy(entry / "image.npy", mmap_mode=mode),
+            regions=load_npy(entry / "regions.npy", mmap_mode=mode) if meta["has_regions"] else None,
             affine=np.asarray(meta["affine"], dtype=np.float64),
             bbox=tuple((int(a), int(b)) for a, b in meta["bbox"]),
             source_shape=tuple(meta["source_shape"]),
@@ -613,9 +614,9 @@ class VolumeCache:
     def _write(entry: Path, vol: CaseVolume) -> None:
         tmp = entry.parent / f".{entry.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir(parents=True)
-        np.save(tmp / "image.npy", vol.image)
+        np.save(tmp / "image.npy", vol.image, allow_pickle=False)
         if vol.regions is not None:
-            np.save(tmp / "regions.npy", vol.regions)
+            np.save(tmp / "regions.npy", vol.regions, allow_pickle=False)
         meta = {
             "case_id": vol.case_id,
             "has_regions": vol.regions is not None,
