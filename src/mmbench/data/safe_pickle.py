@@ -38,19 +38,19 @@ __all__ = ["ALLOWED_GLOBALS", "RefusedGlobalError", "RestrictedUnpickler", "load
 
 
 class RefusedGlobalError(pickle.UnpicklingError):
-    """A pickle asked for a global outside ``ALLOWED_GLOBALS`` (``name`` is ``module.name`` as in the file)."""
+    """A pickle asked for something outside ``ALLOWED_GLOBALS``; ``what`` says what (``the global module.name``)."""
 
-    def __init__(self, name: str) -> None:
-        super().__init__(f"refused global {name}")
-        self.name = name
+    def __init__(self, what: str) -> None:
+        super().__init__(f"refused {what}")
+        self.what = what
 
 
 def _latin1_encode(obj: Any, encoding: str = "utf-8", errors: str = "strict") -> bytes:
     """``_codecs.encode`` as pickle protocols 0-2 use it for ``bytes``: ``encode(text, "latin1")``, nothing else."""
     if encoding.lower().replace("-", "").replace("_", "") not in ("latin1", "iso88591") or errors != "strict":
-        raise RefusedGlobalError(f"_codecs.encode with codec {printable(str(encoding))!r}")
+        raise RefusedGlobalError(f"the global _codecs.encode with codec {printable(str(encoding))!r}")
     if not isinstance(obj, str):
-        raise RefusedGlobalError(f"_codecs.encode of a {type(obj).__name__}")
+        raise RefusedGlobalError(f"the global _codecs.encode of a {type(obj).__name__}")
     return obj.encode("latin-1")
 
 
@@ -105,7 +105,7 @@ class RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:  # noqa: D102
         obj = ALLOWED_GLOBALS.get(_python3_name(module, name))
         if obj is None:
-            raise RefusedGlobalError(printable(f"{module}.{name}"))
+            raise RefusedGlobalError(f"the global {printable(f'{module}.{name}')}")
         return obj
 
     def persistent_load(self, pid: Any) -> Any:  # noqa: D102
@@ -136,7 +136,7 @@ def load_pickle(path: str | os.PathLike[str]) -> Any:
                 return RestrictedUnpickler(f, encoding="latin1").load()
     except RefusedGlobalError as e:
         raise UnsafeFileError(
-            f"{path}: refused to unpickle the global {e.name}: feature pickles may hold only numpy arrays, dtypes "
+            f"{path}: refused to unpickle {e.what}: feature pickles may hold only numpy arrays, dtypes "
             "and scalars and builtin containers; nothing from the file was run"
         ) from None
     except (pickle.UnpicklingError, EOFError, OSError, ValueError, TypeError, KeyError, IndexError) as e:
