@@ -493,3 +493,55 @@ def test_yaml_sub_config_and_sweep_spec_with_python_tag_refused(tmp_cwd, marker,
     err = _main_exit(["sweep", "-c", str(spec)], capsys)
     assert "could not determine a constructor" in err
     assert not marker.exists()
+
+
+# ------------------------------------------------------------------------------------------------------ W&B
+def test_wandb_fragment_builds_an_offline_logger_and_default_has_none(tmp_cwd):
+    from lightning.pytorch.loggers import CSVLogger, WandbLogger
+
+    base = ["--config", str(REPO / "experiments/demo.yaml")]
+    default = cli_main(base, run=False)
+    assert [type(lg) for lg in default.trainer.loggers] == [CSVLogger]  # no W&B unless a config adds it
+    cli = cli_main([*base, "--config", str(REPO / "experiments/trainer/wandb.yaml")], run=False)
+    (wb,) = [lg for lg in cli.trainer.loggers if isinstance(lg, WandbLogger)]
+    assert wb._offline is True and wb._log_model is False
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_wandb_fragment_stays_offline_even_if_the_environment_says_online(tmp_cwd, monkeypatch):
+    """``offline: true`` makes Lightning set ``WANDB_MODE=dryrun`` when the run starts, over the environment."""
+    import ipaddress
+    import socket
+
+    import wandb
+
+    wandb.teardown()
+    monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_cwd))
+    contacted = []
+    real_connect = socket.socket.connect
+
+    def guarded(self, address):
+        host = address[0] if isinstance(address, tuple) else None
+        if host is not None:
+            try:
+                if not ipaddress.ip_address(host).is_loopback:
+                    contacted.append(address)
+            except ValueError:  # a host name: resolving it would already be network use
+                contacted.append(address)
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+    cli = cli_main(
+        ["--config", str(REPO / "experiments/demo.yaml"), "--config", str(REPO / "experiments/trainer/wandb.yaml")],
+        run=False,
+    )
+    (wb,) = [lg for lg in cli.trainer.loggers if type(lg).__name__ == "WandbLogger"]
+    run = wb.experiment
+    try:
+        assert run.offline and run.settings.mode in ("offline", "dryrun")
+        assert os.environ["WANDB_MODE"] == "dryrun"
+    finally:
+        wandb.finish()
+    assert not contacted, f"network contacted: {contacted}"
