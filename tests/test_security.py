@@ -26,6 +26,7 @@ import torch
 import yaml
 
 from mmbench.cli import MMBenchCLI, cli_main, main
+from mmbench.data.avmnist import AVMNISTDataModule, make_multibench_fixture
 from mmbench.data.base import MultimodalDataModule
 from mmbench.data.brats import CaseVolume, VolumeCache, find_case
 from mmbench.data.features import FeaturesDataModule, make_mosi_fixture
@@ -420,11 +421,38 @@ def test_npy_object_array_and_raw_pickle_refused(tmp_path, marker):
     raw.write_bytes(pickle.dumps(SystemPayload(marker)))
     for path in (obj, raw):
         for mmap in (None, "r"):
-            with pytest.raises(UnsafeFileError, match=rf"{path.name} holds Python objects"):
+            with pytest.raises(
+                UnsafeFileError, match=rf"{path.name} is not a readable numeric \.npy array: it holds Python objects"
+            ):
                 load_npy(path, mmap_mode=mmap)
     assert not marker.exists()
     np.save(tmp_path / "ok.npy", np.arange(3.0))
     np.testing.assert_array_equal(load_npy(tmp_path / "ok.npy", mmap_mode="r"), np.arange(3.0))
+
+
+def test_avmnist_multibench_object_labels_refused(tmp_cwd, marker, capsys):
+    root = make_multibench_fixture(tmp_cwd / "avmnist", n_train=30, n_test=10)
+    labels = root / "train_labels.npy"
+    np.save(labels, np.array([SystemPayload(marker)] * 30, dtype=object), allow_pickle=True)
+    with pytest.raises(
+        UnsafeFileError, match=r"train_labels\.npy is not a readable numeric \.npy array: it holds Python objects"
+    ):
+        AVMNISTDataModule(variant="multibench", root=str(root), val_size=5)
+    err = _main_exit(
+        [
+            "fit",
+            "--config",
+            str(REPO / "experiments/data/avmnist_multibench.yaml"),
+            "--config",
+            str(REPO / "experiments/methods/late_fusion.yaml"),
+            f"--data.init_args.root={root}",
+            "--data.init_args.val_size=5",
+            "--trainer.fast_dev_run=true",
+        ],
+        capsys,
+    )
+    _one_error_line(err, "train_labels.npy is not a readable numeric .npy array: it holds Python objects")
+    assert not marker.exists()
 
 
 def _write_brats_case(root: Path) -> Path:
@@ -447,7 +475,9 @@ def test_brats_cache_cannot_hold_objects(tmp_path, marker):
     good = cache.load(case)
     entry = tmp_path / "cache" / case.case_id / cache.key(case)
     np.save(entry / "image.npy", np.array([SystemPayload(marker)], dtype=object), allow_pickle=True)  # tampered
-    with pytest.raises(UnsafeFileError, match=r"image\.npy holds Python objects"):
+    with pytest.raises(
+        UnsafeFileError, match=r"image\.npy is not a readable numeric \.npy array: it holds Python objects"
+    ):
         cache.load(case)
     assert not marker.exists()
     bad = CaseVolume(good.case_id, np.array([1], dtype=object), None, good.affine, good.bbox, good.source_shape)

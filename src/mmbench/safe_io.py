@@ -70,12 +70,12 @@ def load_npy(path: str | os.PathLike[str], mmap_mode: Any = None) -> np.ndarray:
     except ValueError as e:
         if any(s in str(e) for s in _NUMPY_PICKLE_REFUSALS):
             raise UnsafeFileError(
-                f"{path} holds Python objects (an object array or a pickle), which mmbench refuses to unpickle; "
-                "save numeric arrays instead"
+                f"{path} is not a readable numeric .npy array: it holds Python objects (an object array or a "
+                "pickle), which mmbench refuses to unpickle; save numeric arrays instead"
             ) from None
-        raise DataIntegrityError(f"{path} is not a readable .npy file: {printable(str(e))}") from None
+        raise DataIntegrityError(f"{path} is not a readable numeric .npy array: {printable(str(e))}") from None
     except OSError as e:
-        raise DataIntegrityError(f"{path} is not a readable .npy file: {printable(str(e))}") from None
+        raise DataIntegrityError(f"{path} is not a readable numeric .npy array: {printable(str(e))}") from None
     if not isinstance(arr, np.ndarray):  # an .npz archive under a .npy name
         arr.close()
         raise DataIntegrityError(f"{path} is an .npz archive; expected one .npy array")

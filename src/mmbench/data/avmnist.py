@@ -81,7 +81,7 @@ def load_avmnist_lite() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
     """
     mnist = np.loadtxt(packaged_path("mnist_5k"), delimiter=",", dtype=np.uint8)  # [5000, 785], label last
     images, image_labels = mnist[:, :-1].reshape(-1, 28, 28), mnist[:, -1].astype(np.int64)
-    fsdd = load_npy(packaged_path("fsdd_mfcc"))
+    fsdd = np.load(packaged_path("fsdd_mfcc"), allow_pickle=False)
     frames, audio_labels, lengths = fsdd["X"].astype(np.float32), fsdd["y"].astype(np.int64), fsdd["lengths"]
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     mfcc = np.zeros((len(lengths), LITE_FRAMES, frames.shape[1]), dtype=np.float32)  # [3000, 32, 13]
