@@ -295,18 +295,24 @@ def test_multibench_layout_loads_at_every_protocol(protocol, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------- checkpoints
-@pytest.fixture(scope="module")
-def real_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real mean-fill checkpoint (its fill means are buffers), from a 1-epoch fit on synthetic data."""
-    root = tmp_path_factory.mktemp("ckpt")
+UL4M4 = ["--model=ul4m4", "--model.ae_epochs=1", "--model.num_clusters=2"]
+
+
+def _fit_ckpt(root: Path, model: list[str]) -> Path:
     cwd = Path.cwd()
     os.chdir(root)
     try:
-        cli = cli_main(["fit", *SYNTH, *FAST, "--test_after_fit=false"])
+        cli = cli_main(["fit", *SYNTH, *model, *FAST, "--test_after_fit=false"])
     finally:
         os.chdir(cwd)
     (ckpt,) = (root / cli.trainer.log_dir / "checkpoints").glob("*.ckpt")
     return ckpt
+
+
+@pytest.fixture(scope="module")
+def real_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real mean-fill checkpoint (its fill means are buffers), from a 1-epoch fit on synthetic data."""
+    return _fit_ckpt(tmp_path_factory.mktemp("ckpt"), [])
 
 
 def _evil_ckpt(real: Path, path: Path, marker: Path, where: str) -> Path:
@@ -384,16 +390,21 @@ def test_weights_only_loads_scope(real_ckpt, tmp_path, marker, monkeypatch):
     assert FORCE_WEIGHTS_ONLY not in os.environ and os.environ[FORCE_NO_WEIGHTS_ONLY] == "yes"
 
 
-def test_real_checkpoint_loads_for_test_and_resume(real_ckpt, tmp_cwd):
-    saved = torch.load(real_ckpt, weights_only=True)["state_dict"]
-    cli = cli_main(["test", *SYNTH, *FAST, f"--ckpt_path={real_ckpt}"])
+@pytest.mark.parametrize("method", ["mean_fill", "ul4m4"])
+def test_real_checkpoint_loads_for_test_and_resume(method, real_ckpt, tmp_path_factory, tmp_cwd):
+    """Real checkpoints, buffers included (mean-fill means, UL4M4's frozen encoders, imputer and ``fitted``)."""
+    model = UL4M4 if method == "ul4m4" else []
+    ckpt = _fit_ckpt(tmp_path_factory.mktemp("ul4m4"), model) if model else real_ckpt
+    saved = torch.load(ckpt, weights_only=True)["state_dict"]
+    cli = cli_main(["test", *SYNTH, *model, *FAST, f"--ckpt_path={ckpt}"])
     state = cli.model.state_dict()
-    assert "mean_count" in state and int(state["mean_count"].sum()) > 0  # mean-fill buffers came back
+    buffers = {name for name, _ in cli.model.named_buffers()}
+    assert ("fitted" in buffers and bool(state["fitted"])) if model else int(state["mean_count"].sum()) > 0
     assert state.keys() == saved.keys()
     for key, value in saved.items():
         torch.testing.assert_close(state[key], value, msg=key)
     assert (Path(cli.trainer.log_dir) / "results.csv").is_file()
-    resumed = cli_main(["fit", *SYNTH, *FAST, "--trainer.max_epochs=2", f"--ckpt_path={real_ckpt}"])
+    resumed = cli_main(["fit", *SYNTH, *model, *FAST, "--trainer.max_epochs=2", f"--ckpt_path={ckpt}"])
     assert resumed.trainer.current_epoch == 2 and resumed.trainer.global_step == 6  # 3 steps restored + 3 run
 
 
