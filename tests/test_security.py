@@ -31,6 +31,7 @@ from mmbench.data.base import MultimodalDataModule
 from mmbench.data.brats import CaseVolume, VolumeCache, find_case
 from mmbench.data.features import FeaturesDataModule, make_mosi_fixture
 from mmbench.data.safe_pickle import ALLOWED_GLOBALS, _python3_name, load_pickle
+from mmbench.errors import DataIntegrityError
 from mmbench.methods.base import MissingModalityMethod
 from mmbench.safe_io import FORCE_NO_WEIGHTS_ONLY, FORCE_WEIGHTS_ONLY, UnsafeFileError, load_npy, weights_only_loads
 
@@ -180,6 +181,11 @@ def test_refusals_of_allowed_module_other_name_codecs_and_odd_names(tmp_path):
         path.write_bytes(data)
         with pytest.raises(UnsafeFileError, match=rf"odd\.pkl: refused to unpickle {refused}"):
             load_pickle(path)
+
+    # protocol 5 out-of-band buffers (never in files): refused as unreadable, no buffers are handed in
+    (tmp_path / "oob.pkl").write_bytes(pickle.dumps(np.arange(3.0), protocol=5, buffer_callback=lambda b: False))
+    with pytest.raises(DataIntegrityError, match=r"oob\.pkl is not a readable pickle: .*out-of-band data"):
+        load_pickle(tmp_path / "oob.pkl")
 
     # a protocol 4 name with a newline and a terminal escape: the message stays one printable line
     def unicode(text: str) -> bytes:
@@ -337,6 +343,9 @@ def test_hostile_checkpoint_refused_by_test_and_resume(command, where, real_ckpt
     monkeypatch.setenv(FORCE_NO_WEIGHTS_ONLY, "1")  # the environment asks torch for unsafe loads: still refused
     err = _main_exit([*command, *SYNTH, *FAST, f"--ckpt_path={path}"], capsys)
     _one_error_line(err, f"{path}: refused to load checkpoint: it asks for the global posix.system")
+    if command == ["test"]:  # the Python API raises the same error
+        with pytest.raises(UnsafeFileError, match=r"refused to load checkpoint: it asks for the global posix\.system"):
+            cli_main([*command, *SYNTH, *FAST, f"--ckpt_path={path}"])
     assert not marker.exists()
     assert os.environ[FORCE_NO_WEIGHTS_ONLY] == "1" and FORCE_WEIGHTS_ONLY not in os.environ  # restored
 

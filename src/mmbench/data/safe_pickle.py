@@ -3,9 +3,10 @@
 A pickle is a small program: ``GLOBAL module name`` looks up any importable callable and ``REDUCE`` calls it, so
 ``pickle.load`` of a shared file runs whatever its author chose. ``RestrictedUnpickler.find_class`` is the only way a
 pickle reaches a global, and it resolves exactly the names that numpy arrays and builtin containers pickle to
-(``ALLOWED_GLOBALS``, checked against ``pickletools`` output of numpy 2.4 for protocols 0-5 and against numpy 1.x /
-Python 2 files); any other global is refused before anything is called, and ``load_pickle`` reports it as
-``UnsafeFileError`` naming the file and the global (``module.name`` as spelled in the file).
+(``ALLOWED_GLOBALS``: what numpy 2.4 asks for at protocols 0-5, the numpy 1.x spellings of the same helpers, and
+numpy's own Python 2 test pickle; ``tests/test_security.py`` checks each); any other global is refused before
+anything is called, and ``load_pickle`` reports it as ``UnsafeFileError`` naming the file and the global
+(``module.name`` as spelled in the file).
 
 * numpy: ``numpy.ndarray``, ``numpy.dtype`` and the reconstruct helpers ``multiarray._reconstruct`` (protocols
   0-4), ``multiarray.scalar`` (numpy scalars) and ``numeric._frombuffer`` (protocol 5, in-band buffers), in both the
