@@ -74,7 +74,7 @@ def load_npy(path: str | os.PathLike[str], mmap_mode: Any = None) -> np.ndarray:
                 "pickle), which mmbench refuses to unpickle; save numeric arrays instead"
             ) from None
         raise DataIntegrityError(f"{path} is not a readable numeric .npy array: {printable(str(e))}") from None
-    except OSError as e:
+    except (OSError, EOFError) as e:
         raise DataIntegrityError(f"{path} is not a readable numeric .npy array: {printable(str(e))}") from None
     if not isinstance(arr, np.ndarray):  # an .npz archive under a .npy name
         arr.close()
