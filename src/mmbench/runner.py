@@ -34,6 +34,7 @@ from mmbench.errors import MMBenchError
 from mmbench.methods.base import DEFAULT_LR, DEFAULT_WEIGHT_DECAY, MissingModalityMethod
 from mmbench.registry import DATASETS, METHODS, Registry, UnknownNameError, unknown_name_message
 from mmbench.results import ResultsWriter
+from mmbench.safe_io import untrusted_input_guard
 from mmbench.yamlfile import read_yaml
 
 __all__ = ["LINKED_FIELDS", "MMBenchCLI", "cli_main"]
@@ -143,6 +144,7 @@ def _preflight(args: list[str]) -> list[str]:
     return out
 
 
+@untrusted_input_guard  # checkpoints: torch.load(weights_only=True) only; wrapped user errors shown as one line
 def cli_main(args: ArgsType = None, run: bool = True) -> MMBenchCLI:
     """Run ``mmbench fit|validate|test|predict`` with ``args`` (default: ``sys.argv[1:]``)."""
     if isinstance(args, list | tuple):

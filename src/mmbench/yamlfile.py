@@ -24,4 +24,4 @@ def read_yaml(path: str | Path) -> Any:
     try:
         return yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:
-        raise MMBenchError(f"config file {path} is not valid YAML: {e}") from None
+        raise MMBenchError(f"config file {path} is not valid YAML: {' '.join(str(e).split())}") from None

@@ -52,6 +52,7 @@ from mmbench.data.sources import packaged_path, sha256_file
 from mmbench.errors import DataIntegrityError
 from mmbench.masks import EvalProtocol, MissingnessSpec, PatternProtocol, PerClassFraction
 from mmbench.registry import DATASETS
+from mmbench.safe_io import load_npy
 from mmbench.types import Task
 
 __all__ = [
@@ -76,7 +77,7 @@ def load_avmnist_lite() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
     """
     mnist = np.loadtxt(packaged_path("mnist_5k"), delimiter=",", dtype=np.uint8)  # [5000, 785], label last
     images, image_labels = mnist[:, :-1].reshape(-1, 28, 28), mnist[:, -1].astype(np.int64)
-    fsdd = np.load(packaged_path("fsdd_mfcc"))
+    fsdd = np.load(packaged_path("fsdd_mfcc"), allow_pickle=False)
     frames, audio_labels, lengths = fsdd["X"].astype(np.float32), fsdd["y"].astype(np.int64), fsdd["lengths"]
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     mfcc = np.zeros((len(lengths), LITE_FRAMES, frames.shape[1]), dtype=np.float32)  # [3000, 32, 13]
@@ -228,7 +229,7 @@ def make_multibench_fixture(root: str | Path, n_train: int = 120, n_test: int = 
 
 def _npy_shape(path: Path) -> tuple[int, ...]:
     try:
-        return tuple(np.load(path, mmap_mode="r").shape)
+        return tuple(load_npy(path, mmap_mode="r").shape)
     except (ValueError, OSError, EOFError) as e:
         raise DataIntegrityError(f"{path} is not a readable numeric .npy array: {e}") from None
 
@@ -285,7 +286,7 @@ class _NpyPairs(Dataset):
         if not 0 <= i < len(self):
             raise IndexError(i)
         if self._arrays is None:
-            self._arrays = (np.load(self.image_path, mmap_mode="r"), np.load(self.audio_path, mmap_mode="r"))
+            self._arrays = (load_npy(self.image_path, mmap_mode="r"), load_npy(self.audio_path, mmap_mode="r"))
         images, audio = self._arrays
         j = self.start + i
         image = torch.from_numpy(np.array(images[j], dtype=np.float32)).reshape(1, 28, 28).div_(255.0)
@@ -495,7 +496,7 @@ class AVMNISTDataModule(MultimodalDataModule):
         assert self.root is not None
         part = "test" if split == "test" else "train"
         lab_path = self.root / MULTIBENCH_FILES[f"labels_{part}"]
-        labels = np.load(lab_path).reshape(-1)
+        labels = load_npy(lab_path).reshape(-1)
         if labels.size and (np.any(labels != np.round(labels)) or labels.min() < 0 or labels.max() > 9):
             raise DataIntegrityError(
                 f"{lab_path}: labels must be digits 0-9, got values in [{labels.min()}, {labels.max()}]"

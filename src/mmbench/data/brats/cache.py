@@ -17,6 +17,7 @@ from mmbench.data.brats.files import (
     LabelConvention,
 )
 from mmbench.data.brats.preprocess import CaseVolume, load_case
+from mmbench.safe_io import load_npy
 
 __all__ = ["VolumeCache"]
 
@@ -85,8 +86,8 @@ class VolumeCache:
         mode: Any = "r" if mmap else None
         return CaseVolume(
             case_id=meta["case_id"],
-            image=np.load(entry / "image.npy", mmap_mode=mode),
-            regions=np.load(entry / "regions.npy", mmap_mode=mode) if meta["has_regions"] else None,
+            image=load_npy(entry / "image.npy", mmap_mode=mode),
+            regions=load_npy(entry / "regions.npy", mmap_mode=mode) if meta["has_regions"] else None,
             affine=np.asarray(meta["affine"], dtype=np.float64),
             bbox=tuple((int(a), int(b)) for a, b in meta["bbox"]),
             source_shape=tuple(meta["source_shape"]),
@@ -96,9 +97,9 @@ class VolumeCache:
     def _write(entry: Path, vol: CaseVolume) -> None:
         tmp = entry.parent / f".{entry.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir(parents=True)
-        np.save(tmp / "image.npy", vol.image)
+        np.save(tmp / "image.npy", vol.image, allow_pickle=False)
         if vol.regions is not None:
-            np.save(tmp / "regions.npy", vol.regions)
+            np.save(tmp / "regions.npy", vol.regions, allow_pickle=False)
         meta = {
             "case_id": vol.case_id,
             "has_regions": vol.regions is not None,
