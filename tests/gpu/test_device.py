@@ -76,8 +76,8 @@ def _make(name: str, case: str, device: str):
         params = inspect.signature(cls).parameters
         kwargs = {k: CPU_SEG_WIDTHS for k in ("seg_widths", "unet_widths") if k in params}
         assert kwargs, f"{name} has no U-Net width argument (seg_widths / unet_widths)"
-    if device == "cpu" and "ae_epochs" in inspect.signature(cls).parameters:
-        kwargs["ae_epochs"] = 1  # UL4M4's autoencoder pretraining: one epoch is enough to exercise it on CPU
+    if "ae_epochs" in inspect.signature(cls).parameters:
+        kwargs["ae_epochs"] = 1  # UL4M4's autoencoder pretraining: one epoch exercises it (keeps the suite short)
     dm = make_dm(case, **dm_kwargs)
     method = cls(
         modalities=dm.modalities, input_shapes=dm.input_shapes, task=dm.task, num_classes=dm.num_classes, **kwargs
