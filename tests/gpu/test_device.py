@@ -279,6 +279,18 @@ def test_mask_pipeline_on_device(device):
     torch.testing.assert_close(ids.cpu(), pattern_ids(host["mask"]))
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_loaders_pin_memory_only_for_cuda(device):
+    """Batches are pinned (so Lightning's non-blocking copy is asynchronous) exactly when the Trainer runs on CUDA."""
+    dm = make_dm("features")
+    dm.setup("fit")
+    dm.setup("test")
+    assert not dm.train_dataloader().pin_memory  # no Trainer attached
+    dm.trainer = pl.Trainer(accelerator=device, devices=1, logger=False, enable_progress_bar=False)
+    loaders = [dm.train_dataloader(), dm.val_dataloader(), *dm.test_dataloader()]
+    assert all(loader.pin_memory == (device == "cuda") for loader in loaders)
+
+
 def _metric_inputs(task: Task, num_classes: int, n: int, seed: int):
     g = torch.Generator().manual_seed(seed)
     if task is Task.MULTICLASS:

@@ -247,6 +247,12 @@ class MultimodalDataModule(pl.LightningDataModule, ABC):
         for split in wanted.get(stage or "", SPLITS):
             self._dataset(split)
 
+    @property
+    def pin_memory(self) -> bool:
+        """Pin loader batches when the attached Trainer runs on CUDA (asynchronous host-to-device copies)."""
+        trainer = self.trainer
+        return trainer is not None and trainer.strategy.root_device.type == "cuda"
+
     def _loader(self, dataset: Dataset, shuffle: bool, batch_size: int) -> DataLoader:
         sampler = None
         trainer = self.trainer
@@ -262,6 +268,7 @@ class MultimodalDataModule(pl.LightningDataModule, ABC):
             sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory,
         )
 
     def train_dataloader(self) -> DataLoader:  # noqa: D102
