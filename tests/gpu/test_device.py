@@ -373,8 +373,9 @@ def test_imputation_kernels_cuda_equal_cpu():
         for a, b in zip(mu + sigma, muc + sigmac, strict=True):
             assert b.device.type == "cuda"
             torch.testing.assert_close(b.cpu(), a, rtol=1e-5, atol=1e-6)
-        d = imp.partial_modality_distance(X[:500], mask[:500], X[500:900], mask[500:900], mu, sigma)
-        dc = imp.partial_modality_distance(Xc[:500], maskc[:500], Xc[500:900], maskc[500:900], muc, sigmac)
+        a, b = slice(0, 500), slice(500, 900)
+        d = imp.partial_modality_distance([x[a] for x in X], mask[a], [x[b] for x in X], mask[b], mu, sigma)
+        dc = imp.partial_modality_distance([x[a] for x in Xc], maskc[a], [x[b] for x in Xc], maskc[b], muc, sigmac)
         torch.testing.assert_close(dc.cpu(), d, rtol=1e-4, atol=1e-4)
         res = imp.partial_kmeans(X, mask, K, mu, sigma, max_iter=30, seed=3)
         resc = imp.partial_kmeans(Xc, maskc, K, muc, sigmac, max_iter=30, seed=3)
