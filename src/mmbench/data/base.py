@@ -7,8 +7,8 @@ construction time (LightningCLI links them into the method) and builds one ``Dat
 Masks are attached here, never by methods:
 
 * train/val batches get ``mask = missingness.masks(modalities, mask_seed, split, index, epoch)`` in
-  ``on_after_batch_transfer`` (main process, so independent of worker count), then masked-out inputs are
-  zero-filled;
+  ``on_before_batch_transfer`` (main process, so independent of worker count; on the host, so no device sync),
+  then masked-out inputs are zero-filled on the device in ``on_after_batch_transfer``;
 * test batches come from one ``EvalDataset`` per evaluation protocol, whose rows are (sample, mask) pairs of
   that protocol's ``MaskTable``; its hash goes into every result row.
 
@@ -232,11 +232,25 @@ class MultimodalDataModule(pl.LightningDataModule, ABC):
         batch["inputs"] = zero_fill(batch["inputs"], batch["mask"], self.modalities)
         return batch
 
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:  # noqa: D102
+    def _mask_split_epoch(self) -> tuple[str, int]:
+        """The mask split (``"train"`` while training, else ``"val"``) and the epoch of the running loop."""
         trainer = self.trainer
         training = trainer is not None and trainer.training
-        epoch = trainer.current_epoch if trainer is not None else 0
-        return self.apply_missingness(batch, "train" if training else "val", epoch)
+        return ("train" if training else "val"), (trainer.current_epoch if trainer is not None else 0)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Attach the mask while ``index`` is still on the host (the mask RNG runs on the host).
+
+        Drawing it after the transfer would read the device ``index`` back to the host: a sync every step.
+        """
+        if "mask" not in batch:
+            split, epoch = self._mask_split_epoch()
+            batch["mask"] = self.masks_for(split, batch["index"], epoch)
+        return batch
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Zero-fill masked-out inputs on the device (and attach the mask if no earlier hook did)."""
+        return self.apply_missingness(batch, *self._mask_split_epoch())
 
     # --------------------------------------------------------------------------------------------- datasets
     def _dataset(self, split: str) -> Dataset:
@@ -250,6 +264,12 @@ class MultimodalDataModule(pl.LightningDataModule, ABC):
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
         for split in wanted.get(stage or "", SPLITS):
             self._dataset(split)
+
+    @property
+    def pin_memory(self) -> bool:
+        """Pin loader batches when the attached Trainer runs on CUDA (asynchronous host-to-device copies)."""
+        trainer = self.trainer
+        return trainer is not None and trainer.strategy.root_device.type == "cuda"
 
     def _loader(self, dataset: Dataset, shuffle: bool, batch_size: int) -> DataLoader:
         sampler = None
@@ -266,6 +286,7 @@ class MultimodalDataModule(pl.LightningDataModule, ABC):
             sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory,
         )
 
     def train_dataloader(self) -> DataLoader:  # noqa: D102

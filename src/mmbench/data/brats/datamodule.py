@@ -168,4 +168,5 @@ class BraTSDataModule(MultimodalDataModule):
             sampler=_EpochSampler(dataset, self.mask_seed),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory,
         )
