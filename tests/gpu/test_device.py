@@ -66,6 +66,11 @@ IMPUTER_AUTOCAST_BUG = (
 )
 
 
+def _init_params(cls: type) -> set[str]:
+    """Constructor parameter names of ``cls`` and of the classes its ``**kwargs`` forward to (its MRO)."""
+    return {p for k in cls.__mro__ if "__init__" in vars(k) for p in inspect.signature(k.__init__).parameters}
+
+
 def _make(name: str, case: str, device: str):
     """The contract tests' data module of ``case`` and a fresh ``name`` method for it (not fitted, on CPU)."""
     torch.manual_seed(0)
@@ -73,10 +78,10 @@ def _make(name: str, case: str, device: str):
     dm_kwargs, kwargs = {}, {}
     if device == "cpu" and TASK_CASES[case]["task"] is Task.SEGMENTATION:
         dm_kwargs["input_shapes"] = dict.fromkeys(TASK_CASES[case]["input_shapes"], CPU_SEG_SHAPE)
-        params = inspect.signature(cls).parameters
+        params = _init_params(cls)
         kwargs = {k: CPU_SEG_WIDTHS for k in ("seg_widths", "unet_widths") if k in params}
         assert kwargs, f"{name} has no U-Net width argument (seg_widths / unet_widths)"
-    if "ae_epochs" in inspect.signature(cls).parameters:
+    if "ae_epochs" in _init_params(cls):
         kwargs["ae_epochs"] = 1  # UL4M4's autoencoder pretraining: one epoch exercises it (keeps the suite short)
     dm = make_dm(case, **dm_kwargs)
     method = cls(
