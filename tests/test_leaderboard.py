@@ -24,6 +24,7 @@ import pytest
 
 from mmbench import leaderboard as lb
 from mmbench.leaderboard import RESULT_COLUMNS
+from mmbench.leaderboard.labels import _method_label
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("MMBENCH_UPDATE_GOLDEN") == "1"
@@ -545,7 +546,7 @@ def test_baseline_files(name: str, n_rows: int, methods: set[str]) -> None:
     df = read_baseline(name)
     assert set(BASELINE_COLUMNS) <= set(df.columns)
     assert len(df) == n_rows
-    assert {lb._method_label(m, v) for m, v in zip(df["method"], df["method_variant"], strict=True)} == methods
+    assert {_method_label(m, v) for m, v in zip(df["method"], df["method_variant"], strict=True)} == methods
     assert df["value"].between(0, 1).all()
     # value is the printed percentage as a fraction
     assert (df["value"] * 100 - df["printed"].astype(float)).abs().max() < 1e-9
