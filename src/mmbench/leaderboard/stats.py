@@ -290,10 +290,11 @@ def paired_comparison(
 ) -> PairedResult:
     """Compare A with B on the same samples (``SampleMetric`` per replicate) or on paired replicate values.
 
-    With per-sample data (one ``SampleMetric`` per replicate, all of equal ``n``, replicate ``r`` of A paired with replicate ``r`` of B,
-    the same samples in the same order): the statistic is ``mean_r metric(A_r) − mean_r metric(B_r)``; the
-    bootstrap resamples the samples once for both methods (paired, ``scipy.stats.bootstrap``), and the permutation
-    test swaps each sample's statistics between A and B (the same swap in every replicate; see ``_swap_pvalue``).
+    With per-sample data (one ``SampleMetric`` per replicate, all of equal ``n``, replicate ``r`` of A paired with
+    replicate ``r`` of B, the same samples in the same order): the statistic is
+    ``mean_r metric(A_r) − mean_r metric(B_r)``; the bootstrap resamples the samples once for both methods
+    (paired, ``scipy.stats.bootstrap``), and the permutation test swaps each sample's statistics between A and B
+    (the same swap in every replicate; see ``_swap_pvalue``).
 
     With floats (one value per replicate, no per-sample data): the same paired bootstrap and permutation test over
     the replicates (exact when ``2^r`` ≤ ``n_resamples``); no test below two pairs.
