@@ -26,6 +26,7 @@ import mmbench.methods  # noqa: F401  (registers methods for short names)
 from mmbench.data.base import MultimodalDataModule
 from mmbench.errors import MMBenchError
 from mmbench.methods.base import MissingModalityMethod
+from mmbench.predictions import PredictionsWriter
 from mmbench.registry import DATASETS, METHODS, Registry, UnknownNameError, unknown_name_message
 from mmbench.results import ResultsWriter
 
@@ -42,6 +43,7 @@ class MMBenchCLI(LightningCLI):
         for field in LINKED_FIELDS:
             parser.link_arguments(f"data.{field}", f"model.init_args.{field}", apply_on="instantiate")
         parser.add_lightning_class_args(ResultsWriter, "results")
+        parser.add_lightning_class_args(PredictionsWriter, "predictions")
         parser.add_argument(
             "--test_after_fit",
             type=bool,
@@ -147,6 +149,7 @@ def _print_help() -> None:
         "  demo         the main job on the embedded default data (AV-MNIST-lite)\n"
         "  sweep        run a grid of cells from a sweep spec (mmbench sweep --help)\n"
         "  leaderboard  aggregate run dirs into leaderboard CSVs, tables and plots\n"
+        "  rescore      recompute results.csv from predictions.parquet (and add metrics) without a model\n"
         "  data         data utilities, e.g. `mmbench data brats-synth --out DIR --cases N`\n\n"
         f"methods:  {', '.join(METHODS.names())}\n"
         f"datasets: {', '.join(DATASETS.names())}\n\n"
@@ -161,6 +164,7 @@ def _subcommands() -> dict[str, Callable[[list[str]], Any]]:
     for name, module in (
         ("sweep", "mmbench.sweep"),
         ("leaderboard", "mmbench.leaderboard"),
+        ("rescore", "mmbench.rescore"),
         ("data", "mmbench.datacli"),
     ):
         commands[name] = _lazy(module)
