@@ -49,7 +49,8 @@ from mmbench.leaderboard.columns import (
     RESULTS_FILE,
     STAT_COLUMNS,
 )
-from mmbench.leaderboard.figures import plot_pattern_heatmaps, plot_rates
+from mmbench.leaderboard.compare import Comparisons, compare
+from mmbench.leaderboard.figures import plot_observed_count, plot_pattern_heatmaps, plot_rates
 from mmbench.leaderboard.labels import display_name, lower_is_better, metric_scale, modalities_from_patterns
 from mmbench.leaderboard.main import cli, format_terminal_tables, leaderboard_main
 from mmbench.leaderboard.read import collect, default_baselines_dir, load_published
@@ -70,11 +71,13 @@ __all__ = [
     "RESULT_COLUMNS",
     "STAT_COLUMNS",
     "Cell",
+    "Comparisons",
     "Row",
     "Table",
     "aggregate",
     "cli",
     "collect",
+    "compare",
     "default_baselines_dir",
     "display_name",
     "format_terminal_tables",
@@ -85,6 +88,7 @@ __all__ = [
     "metric_scale",
     "modalities_from_patterns",
     "pattern_tables",
+    "plot_observed_count",
     "plot_pattern_heatmaps",
     "plot_rates",
     "rate_tables",

@@ -150,21 +150,52 @@ def _check_duplicates(raw: pd.DataFrame) -> None:
         )
 
 
-def collect(run_roots: Sequence[Path | str], require_complete: bool = True) -> pd.DataFrame:
-    """Every tidy row of every complete cell under ``run_roots``.
+SWEEP_CELL_FILES = ("cell.json", ".lock", "FAILED")
+"""A folder holding one of these is a sweep cell: it counts only once ``COMPLETE`` is written. A folder holding
+``results.csv`` and none of these is a plain ``mmbench fit``/``test`` run dir (results.csv is written atomically at
+the end of ``test``) and always counts."""
+GRID_FILE = "grid.csv"
+"""Written by the sweep runner in the sweep root: the cells of the current spec (column ``cell_id``)."""
 
-    A *cell* is a folder holding ``results.csv``; it is *complete* when the sweep runner has written the
-    ``COMPLETE`` marker next to it. Incomplete cells are skipped with a logged note. Roots are searched
-    recursively and may themselves be cells; overlapping roots are read once.
+
+def _current_cells(files: list[Path]) -> dict[Path, set[str]]:
+    """Sweep roots above ``files`` that hold a ``grid.csv`` → the cell ids it lists."""
+    grids: dict[Path, set[str]] = {}
+    for f in files:
+        for parent in f.parents:
+            if parent in grids:
+                break
+            grid = parent / GRID_FILE
+            if grid.is_file():
+                with open(grid, newline="", encoding="utf-8") as fh:
+                    reader = csv.DictReader(fh)
+                    if reader.fieldnames is None or "cell_id" not in reader.fieldnames:
+                        raise ValueError(f"{grid}: no 'cell_id' column; expected the sweep runner's grid.csv")
+                    grids[parent] = {row["cell_id"] for row in reader}
+                break
+    return grids
+
+
+def collect(run_roots: Sequence[Path | str], require_complete: bool = True, current_only: bool = True) -> pd.DataFrame:
+    """Every tidy row of every complete, current cell under ``run_roots``.
+
+    A *cell* is a folder holding ``results.csv``. A sweep cell (one holding ``cell.json``, ``.lock`` or ``FAILED``)
+    is *complete* when the sweep runner has written the ``COMPLETE`` marker next to it; incomplete cells are skipped
+    with a logged note. A plain ``mmbench fit`` run dir (none of those files) always counts. A cell under a sweep
+    root whose ``grid.csv`` does not list it is *stale* (left by an earlier version of an edited spec): skipped with a
+    warning unless ``current_only=False``. Roots are searched recursively and may themselves be cells; overlapping
+    roots are read once.
 
     Args:
         run_roots: folders (or ``results.csv`` files) to search.
-        require_complete: skip cells without the ``COMPLETE`` marker (default). ``False`` reads every cell.
+        require_complete: skip sweep cells without the ``COMPLETE`` marker (default). ``False`` reads every cell.
+        current_only: skip stale cells (default); ``False`` reads them too (``mmbench leaderboard --all``).
 
     Returns:
         One row per (cell, eval protocol, pattern, metric), columns ``RAW_COLUMNS``: ``RESULT_COLUMNS`` typed
         (``value``/rates float, ids/counts/seeds nullable ``Int64``, the rest strings) plus ``source="reproduced"``
-        and ``results_file``. Sorted by ``DUPLICATE_KEY``.
+        and ``results_file``. Sorted by ``DUPLICATE_KEY``. ``frame.attrs["stale_cells"]`` lists the stale cell dirs
+        (skipped or not) and ``frame.attrs["incomplete_cells"]`` the skipped incomplete ones.
 
     Raises:
         FileNotFoundError: a root does not exist.
@@ -178,19 +209,40 @@ def collect(run_roots: Sequence[Path | str], require_complete: bool = True) -> p
         found = [root] if root.is_file() else sorted(root.rglob(RESULTS_FILE))
         for f in found:
             files.setdefault(f.resolve(), None)
-    complete, skipped = [], []
+    grids = _current_cells(list(files))
+    complete, skipped, stale = [], [], []
     for f in sorted(files):
-        if require_complete and not (f.parent / COMPLETE_MARKER).exists():
-            log.info("skipping incomplete cell %s (no %s marker)", f.parent, COMPLETE_MARKER)
-            skipped.append(f.parent)
+        cell = f.parent
+        sweep_cell = any((cell / name).exists() for name in SWEEP_CELL_FILES) or (cell / COMPLETE_MARKER).exists()
+        if require_complete and sweep_cell and not (cell / COMPLETE_MARKER).exists():
+            log.info("skipping incomplete cell %s (no %s marker)", cell, COMPLETE_MARKER)
+            skipped.append(cell)
             continue
+        grid_root = next((g for g in grids if g in cell.parents), None)
+        if grid_root is not None and cell.parent == grid_root and cell.name not in grids[grid_root]:
+            stale.append(cell)
+            if current_only:
+                continue
         complete.append(f)
     if skipped:
         shown = ", ".join(str(p) for p in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
         log.warning("ignored %d incomplete cell(s) without a %s marker: %s", len(skipped), COMPLETE_MARKER, shown)
+    if stale:
+        shown = ", ".join(p.name for p in stale[:5]) + (", ..." if len(stale) > 5 else "")
+        log.warning(
+            "%s %d stale cell(s) not in the sweep's current %s (an earlier version of the spec): %s%s",
+            "ignored" if current_only else "included",
+            len(stale),
+            GRID_FILE,
+            shown,
+            "; pass --all to tabulate them too" if current_only else "",
+        )
     raw = _read_results(complete)
     _check_duplicates(raw)
-    return _sort(raw)
+    out = _sort(raw)
+    out.attrs["stale_cells"] = [str(p) for p in stale]
+    out.attrs["incomplete_cells"] = [str(p) for p in skipped]
+    return out
 
 
 def default_baselines_dir() -> Path:

@@ -21,7 +21,7 @@ from mmbench.leaderboard.columns import (
     GROUP_COLUMNS,
     RateAxis,
 )
-from mmbench.leaderboard.labels import _isblank, _method_label, modalities_from_patterns
+from mmbench.leaderboard.labels import _isblank, _method_label, display_name, modalities_from_patterns
 from mmbench.leaderboard.read import _ensure_raw
 
 log = logging.getLogger(__name__)
@@ -64,27 +64,43 @@ def _fmt_rate(r: object) -> str:
     return "" if _isblank(r) else f"{float(str(r)):g}"
 
 
+def _pct(r: object) -> str:
+    return f"{float(str(r)) * 100:g} %"
+
+
 def _describe_setting(setting: dict[str, Any]) -> str:
+    """A human caption of a setting: ``AV-MNIST (lite); trained with 30 % of each modality missing (...)``."""
     parts = []
     if setting.get("source") == "published":
         parts.append(f"Published: {setting.get('source_table', '')} (see baselines/README.md)")
-    ds = str(setting.get("dataset", ""))
+    ds = display_name(str(setting.get("dataset", "")))
     if not _isblank(setting.get("dataset_variant")):
         ds += f" ({setting['dataset_variant']})"
     parts.append(ds)
-    if not _isblank(setting.get("training_regime")):
-        parts.append(str(setting["training_regime"]))
-    train = "" if _isblank(setting.get("train_missing")) else f"train {setting['train_missing']}"
-    if not _isblank(setting.get("train_missing_rate")):
-        train = (train + " " if train else "train ") + f"rate {_fmt_rate(setting['train_missing_rate'])}"
-    if train:
-        parts.append(train)
-    if not _isblank(setting.get("eval_protocol")):
-        parts.append(f"eval {setting['eval_protocol']}")
+    regime = "" if _isblank(setting.get("training_regime")) else str(setting["training_regime"])
+    spec = "" if _isblank(setting.get("train_missing")) else str(setting["train_missing"])
+    if regime == "full":
+        parts.append("trained on complete data")
+    elif regime == "dedicated":
+        parts.append(f"one model per pattern (dedicated, {spec})" if spec else "one model per pattern (dedicated)")
+    elif not _isblank(setting.get("train_missing_rate")):
+        parts.append(
+            f"trained with {_pct(setting['train_missing_rate'])} of each modality missing"
+            + (f" ({spec})" if spec else "")
+        )
+    elif regime == "non-dedicated":
+        parts.append(f"trained with missing modalities ({spec})" if spec else "trained with missing modalities")
+    elif spec or regime:
+        parts.append(f"trained {regime} {spec}".strip())
+    protocol = "" if _isblank(setting.get("eval_protocol")) else str(setting["eval_protocol"])
+    if protocol == "all_patterns":
+        parts.append("tested under every missing pattern")
+    elif protocol:
+        parts.append(f"tested with {protocol}")
     elif not _isblank(setting.get("eval_missing_rate")):
-        parts.append(f"eval rate {_fmt_rate(setting['eval_missing_rate'])}")
+        parts.append(f"tested with {_pct(setting['eval_missing_rate'])} missing")
     if not _isblank(setting.get("ckpt_selection")) and setting["ckpt_selection"] != "last":
-        parts.append(f"ckpt {setting['ckpt_selection']}")
+        parts.append(f"checkpoint {setting['ckpt_selection']}")
     return "; ".join(parts)
 
 
@@ -138,7 +154,7 @@ def _methods(sub: pd.DataFrame) -> list[tuple[str, str, str]]:
     pairs = sub[list(_METHOD_KEYS)].drop_duplicates()
     several = pairs["method"].value_counts()
     out = [
-        (_method_label(m, v) if several[m] > 1 else str(m), str(m), str(v))
+        (_method_label(display_name(str(m)), v) if several[m] > 1 else display_name(str(m)), str(m), str(v))
         for m, v in zip(pairs["method"], pairs["method_variant"], strict=True)
     ]
     return sorted(out)

@@ -5,14 +5,15 @@ from __future__ import annotations
 import logging
 import textwrap
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from mmbench.leaderboard.columns import _METHOD_KEYS, ALL, GROUP_COLUMNS, RateAxis
-from mmbench.leaderboard.labels import _method_label, lower_is_better, metric_scale
+from mmbench.leaderboard.compare import ALPHA, Comparisons, _norm, group_key
+from mmbench.leaderboard.labels import _method_label, display_name, lower_is_better, metric_scale
 from mmbench.leaderboard.slices import (
     _describe_setting,
     _float,
@@ -69,6 +70,7 @@ class Cell:
         scale: display factor (100 for fractions).
         decimals: decimals shown.
         bold: best in its row and metric group.
+        tied: not significantly worse than the best of its row (shown with a dagger).
     """
 
     mean: float
@@ -76,6 +78,7 @@ class Cell:
     scale: float = 100.0
     decimals: int = 2
     bold: bool = False
+    tied: bool = False
 
     def display_mean(self) -> str:
         """The mean as shown (``"82.00"``), ``"--"`` when missing."""
@@ -164,7 +167,7 @@ class Table:
             for c in row.cells:
                 m, s = c.display_mean(), c.display_std()
                 text = rf"\textbf{{{m}}}" if c.bold else m
-                cells.append(text + (rf" $\pm$ {s}" if s is not None else ""))
+                cells.append(text + (rf" $\pm$ {s}" if s is not None else "") + (r"$^\dagger$" if c.tied else ""))
             lines.append(" & ".join(cells) + r" \\")
         lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
         return "\n".join(lines) + "\n"
@@ -180,7 +183,9 @@ class Table:
             cells = [_md_escape(s) for s in row.stub]
             for c in row.cells:
                 m, s = c.display_mean(), c.display_std()
-                cells.append((f"**{m}**" if c.bold else m) + (f" ± {s}" if s is not None else ""))
+                cells.append(
+                    (f"**{m}**" if c.bold else m) + (f" ± {s}" if s is not None else "") + ("†" if c.tied else "")
+                )
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"
 
@@ -196,7 +201,7 @@ class Table:
             cells = list(row.stub)
             for c in row.cells:
                 m, s = c.display_mean(), c.display_std()
-                cells.append(m + (f" ± {s}" if s is not None else "") + ("*" if c.bold else " "))
+                cells.append(m + (f" ± {s}" if s is not None else "") + ("*" if c.bold else "†" if c.tied else " "))
             body.append(cells)
         widths = [max([len(header[j])] + [len(r[j]) for r in body if r is not None]) for j in range(len(header))]
         n_stub = len(self.stub_header)
@@ -209,7 +214,7 @@ class Table:
         rule = "-" * len(fmt(header))
         lines = [*textwrap.wrap(self.caption, width=max(len(rule), 60)), rule, fmt(header), rule]
         lines += [rule if r is None else fmt(r) for r in body]
-        lines += [rule, "* best in row (per metric)"]
+        lines += [rule, "* best in row (per metric); † not significantly worse than the best"]
         return "\n".join(lines) + "\n"
 
 
@@ -220,7 +225,55 @@ def _bold_best(values: list[Cell], metric: str) -> list[Cell]:
     if len(finite) < 2:
         return values
     best = min(finite) if lower_is_better(metric) else max(finite)
-    return [Cell(c.mean, c.std, c.scale, c.decimals, bold=bool(v == best)) for c, v in zip(values, shown, strict=True)]
+    return [replace(c, bold=bool(v == best)) for c, v in zip(values, shown, strict=True)]
+
+
+Key = tuple[Any, ...]
+
+
+def _mark_tied(
+    rows: list[list[Cell]], keys: list[list[Key | None]], comps: Comparisons | None
+) -> tuple[list[list[Cell]], set[str]]:
+    """Mark (``tied``) every non-bold cell not significantly worse than its row's best, Holm over the table.
+
+    Returns the marked rows and the tests used (``PairedResult.test`` values) for the caption.
+    """
+    if comps is None:
+        return rows, set()
+    flat = [k for ks in keys for k in ks if k is not None]
+    padj = comps.p_values(flat)
+    tests = {comps.vs_best[k].test for k in flat if k in comps.vs_best}
+    out = []
+    for cells, ks in zip(rows, keys, strict=True):
+        marked = []
+        for c, k in zip(cells, ks, strict=True):
+            if c.bold or k is None or k not in padj:
+                marked.append(c)
+                continue
+            res = comps.vs_best[k]
+            worse = res.diff > 0 if lower_is_better(str(k[GROUP_COLUMNS.index("metric")])) else res.diff < 0
+            significant = bool(np.isfinite(padj[k]) and padj[k] < ALPHA and worse)
+            marked.append(replace(c, tied=not significant))
+        out.append(marked)
+    return out, tests
+
+
+def _test_note(tests: set[str]) -> str:
+    if not tests:
+        return ""
+    how = {
+        "permutation_samples": "paired permutation test over test samples",
+        "permutation_seeds": "paired permutation test over seeds",
+        "none": "no test possible (one seed, no predictions): marked",
+    }
+    used = "; ".join(how[t] for t in sorted(tests))
+    return f"; † = not significantly worse than the best ({used}; Holm-corrected over this table, α = {ALPHA:g})"
+
+
+def _keys(frame: pd.DataFrame, by: list[str]) -> dict[tuple[Any, ...], Key]:
+    """``group_key`` of the first row of each ``by`` group, keyed by the ``by`` values."""
+    first = frame.drop_duplicates(by)
+    return {tuple(_norm(r[c]) for c in by): group_key(r) for _, r in first.iterrows()}
 
 
 def _cell(mean: float, std: float, metric: str) -> Cell:
@@ -229,17 +282,28 @@ def _cell(mean: float, std: float, metric: str) -> Cell:
 
 
 # ------------------------------------------------------------------------------------------------ tables
-def _pattern_table(ps: _PatternSlice, name: str) -> Table:
-    groups: list[tuple[str, tuple[str, ...]]] = [(m, tuple(lbl for lbl, _, _ in ps.methods)) for m in ps.metrics]
+def _pattern_table(ps: _PatternSlice, name: str, comps: Comparisons | None = None) -> Table:
+    groups: list[tuple[str, tuple[str, ...]]] = [
+        (display_name(m), tuple(lbl for lbl, _, _ in ps.methods)) for m in ps.metrics
+    ]
     stat = _stats_by(ps.raw, ["pattern_id", "metric", *_METHOD_KEYS])
+    gkeys = _keys(ps.raw, ["pattern_id", "metric", *_METHOD_KEYS]) if comps is not None else {}
     nan3 = (float("nan"), float("nan"), 0)
-    rows = []
-    for pid, _, k in ps.patterns:
-        stub = tuple("●" if pid >> i & 1 else "○" for i in range(len(ps.modalities)))
+    body: list[list[Cell]] = []
+    body_keys: list[list[Key | None]] = []
+    for pid, _, _ in ps.patterns:
         cells: list[Cell] = []
+        ks: list[Key | None] = []
         for met in ps.metrics:
             group = [_cell(*stat.get((pid, met, m, v), nan3)[:2], met) for _, m, v in ps.methods]
             cells += _bold_best(group, met)
+            ks += [gkeys.get((pid, met, m, v)) for _, m, v in ps.methods]
+        body.append(cells)
+        body_keys.append(ks)
+    body, tests = _mark_tied(body, body_keys, comps)
+    rows = []
+    for (pid, _, k), cells in zip(ps.patterns, body, strict=True):
+        stub = tuple("●" if pid >> i & 1 else "○" for i in range(len(ps.modalities)))
         rows.append(Row(stub, tuple(cells), section=k))
     # Average row: mean over the table's patterns within each seed, then mean/std over seeds.
     n_pat = len(ps.patterns)
@@ -265,11 +329,18 @@ def _pattern_table(ps: _PatternSlice, name: str) -> Table:
     rows.append(Row(("Average",) + ("",) * (len(ps.modalities) - 1), tuple(avg_cells), section=10**6))
     n_seeds = sorted({n for _, _, n in stat.values()})
     caption = (
-        f"{_describe_setting(ps.setting)}. Rows: observed (●) / missing (○) modalities; "
-        f"{_scale_note(ps.metrics)}, {_seed_note(n_seeds, ps.setting)}; best per row in bold; "
+        f"{_metrics_note(ps.metrics)} per missing pattern. {_describe_setting(ps.setting)}. "
+        "Rows: observed (●) / missing (○) modalities; "
+        f"{_scale_note(ps.metrics)}, {_seed_note(n_seeds, ps.setting)}; best per row in bold{_test_note(tests)}; "
         "Average = mean over the patterns within each seed, then over seeds."
     )
     return Table(name, caption, ps.modalities, tuple(groups), tuple(rows), stub_align="c")
+
+
+def _metrics_note(metrics: Sequence[str]) -> str:
+    """``Accuracy (%) and MAE``: display names, ``(%)`` where the values are shown ×100."""
+    names = [display_name(m) + (" (%)" if metric_scale(m) == 100.0 else "") for m in metrics]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def _scale_note(metrics: Sequence[str]) -> str:
@@ -290,10 +361,12 @@ def _seed_note(n_seeds: list[int], setting: dict[str, Any]) -> str:
     return f"mean ± std over {n} seed{'' if n == '1' else 's'}"
 
 
-def _rate_table(rs: _RateSlice, name: str) -> Table:
+def _rate_table(rs: _RateSlice, name: str, comps: Comparisons | None = None) -> Table:
     curves = _rate_curve(rs)
     rates = sorted({float(r) for r in rs.raw[rs.rate_column]})
-    rows = []
+    gkeys = _keys(rs.raw, [rs.rate_column, *_METHOD_KEYS]) if comps is not None else {}
+    body: list[list[Cell]] = []
+    body_keys: list[list[Key | None]] = []
     for r in rates:
         group = []
         for lbl, _, _ in rs.methods:
@@ -301,12 +374,16 @@ def _rate_table(rs: _RateSlice, name: str) -> Table:
             hit = c.loc[c["rate"] == r]
             mean, std = (_float(hit["mean"].iloc[0]), _float(hit["std"].iloc[0])) if len(hit) else (np.nan, np.nan)
             group.append(_cell(mean, std, rs.metric))
-        rows.append(Row((f"{r:g}",), tuple(_bold_best(group, rs.metric))))
+        body.append(_bold_best(group, rs.metric))
+        body_keys.append([gkeys.get((r, m, v)) for _, m, v in rs.methods])
+    body, tests = _mark_tied(body, body_keys, comps)
+    rows = [Row((f"{r:g}",), tuple(cells)) for r, cells in zip(rates, body, strict=True)]
     axis = "train missing rate" if rs.rate_column == "train_missing_rate" else "eval missing rate"
     n_seeds = sorted({int(n) for c in curves.values() for n in c["n_seeds"]})
     caption = (
-        f"{_describe_setting(rs.setting)}. {rs.metric} on pattern {rs.pattern} by {axis}; "
-        f"{_scale_note([rs.metric])}, {_seed_note(n_seeds, rs.setting)}; best per row in bold."
+        f"{_metrics_note([rs.metric])} on {'all test samples' if rs.pattern == ALL else 'pattern ' + rs.pattern} "
+        f"by {axis}. {_describe_setting(rs.setting)}; "
+        f"{_scale_note([rs.metric])}, {_seed_note(n_seeds, rs.setting)}; best per row in bold{_test_note(tests)}."
     )
     groups = (("", tuple(lbl for lbl, _, _ in rs.methods)),)
     return Table(name, caption, (axis,), groups, tuple(rows), stub_align="l")
@@ -334,9 +411,9 @@ def pattern_tables(raw: pd.DataFrame, metric: str | Sequence[str] | None = None)
     return _pattern_tables(_pattern_slices(raw, metric))
 
 
-def _pattern_tables(slices: list[_PatternSlice]) -> list[Table]:
+def _pattern_tables(slices: list[_PatternSlice], comps: Comparisons | None = None) -> list[Table]:
     names = _unique_names([(f"patterns_{_slug(ps.setting)}", ps.setting) for ps in slices])
-    return [_pattern_table(ps, n) for ps, n in zip(slices, names, strict=True)]
+    return [_pattern_table(ps, n, comps) for ps, n in zip(slices, names, strict=True)]
 
 
 def rate_tables(
@@ -362,9 +439,9 @@ def rate_tables(
     return _rate_tables(_rate_slices(raw, metric, pattern, rate))
 
 
-def _rate_tables(slices: list[_RateSlice]) -> list[Table]:
+def _rate_tables(slices: list[_RateSlice], comps: Comparisons | None = None) -> list[Table]:
     names = _unique_names([(_rate_name(rs), rs.setting) for rs in slices])
-    return [_rate_table(rs, n) for rs, n in zip(slices, names, strict=True)]
+    return [_rate_table(rs, n, comps) for rs, n in zip(slices, names, strict=True)]
 
 
 def _robustness_tables(rob: pd.DataFrame) -> list[Table]:
