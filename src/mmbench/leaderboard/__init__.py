@@ -15,9 +15,10 @@ Flow::
     plot_rates / plot_pattern_heatmaps / plot_observed_count ──► PDF + PNG (300 dpi)
 
 The package by role: ``columns`` (column roles, constants), ``labels`` (metric conventions, display names),
-``read`` (reading runs and published numbers), ``aggregate`` (groups of replicates), ``stats`` (pure statistics,
-numpy/scipy only), ``samples`` (per-sample predictions → statistics inputs), ``slices`` (settings of tables and
-plots), ``tables``, ``robustness``, ``figures``, ``main`` (``leaderboard_main`` and the command).
+``read`` (reading runs and published numbers), ``aggregation`` (groups of replicates), ``comparison`` (paired
+comparisons), ``stats`` (pure statistics, numpy/scipy only), ``samples`` (per-sample predictions → statistics
+inputs), ``slices`` (settings of tables and plots), ``tables``, ``nauc`` (robustness), ``figures``, ``main``
+(``leaderboard_main`` and the command).
 
 Column roles (decided here, checked by the tests against ``RESULT_COLUMNS``):
 
@@ -34,7 +35,7 @@ Column roles (decided here, checked by the tests against ``RESULT_COLUMNS``):
   measurement twice (e.g. a cell re-run into a second directory) and ``collect`` refuses them.
 """
 
-from mmbench.leaderboard.aggregate import aggregate
+from mmbench.leaderboard.aggregation import aggregate
 from mmbench.leaderboard.columns import (
     AGG_COLUMNS,
     ALL,
@@ -49,12 +50,12 @@ from mmbench.leaderboard.columns import (
     RESULTS_FILE,
     STAT_COLUMNS,
 )
-from mmbench.leaderboard.compare import Comparisons, compare
+from mmbench.leaderboard.comparison import Comparisons, compare
 from mmbench.leaderboard.figures import plot_observed_count, plot_pattern_heatmaps, plot_rates
 from mmbench.leaderboard.labels import display_name, lower_is_better, metric_scale, modalities_from_patterns
 from mmbench.leaderboard.main import cli, format_terminal_tables, leaderboard_main
+from mmbench.leaderboard.nauc import robustness
 from mmbench.leaderboard.read import collect, default_baselines_dir, load_published
-from mmbench.leaderboard.robustness import robustness
 from mmbench.leaderboard.tables import Cell, Row, Table, latex_escape, pattern_tables, rate_tables
 
 __all__ = [

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmbench.leaderboard.aggregate import aggregate
+from mmbench.leaderboard.aggregation import aggregate
 from mmbench.leaderboard.columns import _METHOD_KEYS, ALL, RateAxis
-from mmbench.leaderboard.compare import group_key
+from mmbench.leaderboard.comparison import group_key
 from mmbench.leaderboard.labels import display_name, lower_is_better, metric_scale
 from mmbench.leaderboard.read import _ensure_raw
 from mmbench.leaderboard.slices import (

@@ -9,12 +9,12 @@ from typing import Literal
 
 import pandas as pd
 
-from mmbench.leaderboard.aggregate import aggregate
+from mmbench.leaderboard.aggregation import aggregate
 from mmbench.leaderboard.columns import ALL, RateAxis
-from mmbench.leaderboard.compare import compare
+from mmbench.leaderboard.comparison import compare
 from mmbench.leaderboard.figures import _plot_heatmaps, _plot_observed_count, _plot_rates
+from mmbench.leaderboard.nauc import _robustness
 from mmbench.leaderboard.read import _sort, collect, load_published
-from mmbench.leaderboard.robustness import _robustness
 from mmbench.leaderboard.samples import PredictionStore
 from mmbench.leaderboard.slices import _pattern_slices, _rate_slices, _table_view
 from mmbench.leaderboard.tables import (
@@ -76,8 +76,8 @@ def leaderboard_main(
     paired_tests: bool = True,
     baseline: str | None = None,
     include_stale: bool = False,
-    n_boot: int = 2000,
-    n_perm: int = 9999,
+    n_boot: int = 1000,
+    n_perm: int = 1999,
     seed: int = 0,
 ) -> dict[str, Path]:
     """Build the leaderboard of the run dirs under ``runs`` into ``out``.
@@ -182,8 +182,8 @@ def cli(args: list[str]) -> dict[str, Path]:
     parser.add_argument("--paired_tests", type=bool, default=True, help="paired comparisons vs each row's best")
     parser.add_argument("--baseline", type=str | None, default=None, help="also compare every method with this one")
     parser.add_argument("--all", type=bool, default=False, help="also tabulate stale cells not in grid.csv")
-    parser.add_argument("--n_boot", type=int, default=2000, help="bootstrap resamples")
-    parser.add_argument("--n_perm", type=int, default=9999, help="permutation resamples")
+    parser.add_argument("--n_boot", type=int, default=1000, help="bootstrap resamples")
+    parser.add_argument("--n_perm", type=int, default=1999, help="permutation resamples (raised per family for Holm)")
     ns = parser.parse_args(args)
     paths = leaderboard_main(
         [Path(r) for r in ns.runs],

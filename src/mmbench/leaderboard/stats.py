@@ -166,8 +166,8 @@ def two_way_bootstrap_ci(
     Each bootstrap replicate draws the replicates with replacement and one resample of the test samples, shared by
     the replicates when they were scored on the same samples (``shared_samples``, the default: a fixed test set),
     otherwise drawn per replicate; its value is the mean over the drawn replicates of the metric on the resample.
-    With shared samples the resample is drawn as multinomial counts over the distinct joint per-sample statistics
-    (the same distribution as drawing indices, at a cost that grows with the distinct rows, not with n). With one
+    With shared samples the statistics are evaluated on the distinct joint per-sample rows, weighted by how often
+    each resample drew them (the same resamples as drawing indices, summed over fewer rows). With one
     replicate this is the percentile bootstrap over samples of ``bootstrap_ci``.
 
     Args:
@@ -187,11 +187,13 @@ def two_way_bootstrap_ci(
     if shared_samples:
         # resampling n samples with replacement = multinomial counts over the distinct joint rows (same law, cheaper)
         keys = np.concatenate([_data(m).astype(np.float64) for m in metrics], axis=1)
-        _, rep, counts = np.unique(keys, axis=0, return_index=True, return_counts=True)
-        n = metrics[0].n
+        _, rep, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        n, u = metrics[0].n, len(rep)
         for start in range(0, n_resamples, _BATCH):
             b = min(_BATCH, n_resamples - start)
-            weights = rng.multinomial(n, counts / n, size=b).astype(np.float64)  # [b, U]
+            idx = inverse[rng.integers(0, n, size=(b, n))] + (np.arange(b) * u)[:, None]
+            weights = np.bincount(idx.ravel(), minlength=b * u).reshape(b, u).astype(np.float64)  # [b, U] counts
             vals = np.stack([np.asarray(m.reduce(_onehot_sums(m, rep, weights), n)) for m in metrics], axis=-1)
             pick = rng.integers(0, s, size=(b, s))
             out[start : start + b] = np.take_along_axis(vals, pick, axis=1).mean(axis=1)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from mmbench.leaderboard.columns import _METHOD_KEYS, ALL, GROUP_COLUMNS, RateAxis
-from mmbench.leaderboard.compare import ALPHA, Comparisons, group_key
+from mmbench.leaderboard.comparison import ALPHA, Comparisons, group_key
 from mmbench.leaderboard.labels import _method_label, display_name, lower_is_better, metric_scale
 from mmbench.leaderboard.slices import (
     _describe_setting,

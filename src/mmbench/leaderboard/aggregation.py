@@ -29,7 +29,7 @@ def _joined_per_group(codes: np.ndarray, values: Iterable[object], n_groups: int
 
 
 def aggregate(
-    raw: pd.DataFrame, store: PredictionStore | None = None, n_boot: int = 2000, seed: int = 0
+    raw: pd.DataFrame, store: PredictionStore | None = None, n_boot: int = 1000, seed: int = 0
 ) -> pd.DataFrame:
     """Mean, spread and a 95 % interval over the replicates of every group of ``GROUP_COLUMNS``.
 

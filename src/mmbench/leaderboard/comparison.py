@@ -9,6 +9,7 @@ Only reproduced rows are compared; published numbers are never tested.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,8 @@ from mmbench.leaderboard.stats import PairedResult, SampleMetric, holm, paired_c
 __all__ = ["COMPARISON_COLUMNS", "Comparisons", "compare", "group_key"]
 
 ALPHA = 0.05
+MAX_PERM = 20000
+"""Most permutation resamples per comparison (families beyond ``MAX_PERM·α/2`` tests cannot reach α)."""
 COMPARISON_COLUMNS: tuple[str, ...] = (
     *GROUP_COLUMNS,
     "reference",
@@ -123,8 +126,8 @@ def compare(
     raw: pd.DataFrame,
     store: PredictionStore | None = None,
     baseline: str | None = None,
-    n_perm: int = 9999,
-    n_boot: int = 2000,
+    n_perm: int = 1999,
+    n_boot: int = 1000,
     seed: int = 0,
 ) -> Comparisons:
     """Every method of every reproduced row against the row's best, and against ``baseline`` when given.
@@ -137,7 +140,8 @@ def compare(
         raw: rows from ``collect`` (published rows are ignored).
         store: per-sample predictions; ``None`` = tests over replicates only.
         baseline: also compare every method with this method (registry name).
-        n_perm: permutation resamples.
+        n_perm: permutation resamples, at least; raised per family to ``2·m/α`` (at most ``MAX_PERM``) so that a
+            Holm-adjusted Monte-Carlo p-value (never below ``1/(R+1)``) can fall below α with ``m`` tests.
         n_boot: bootstrap resamples.
         seed: RNG seed.
     """
@@ -151,7 +155,18 @@ def compare(
     best_keys: set[tuple[Any, ...]] = set()
     if rep.empty:
         return Comparisons(pd.DataFrame(columns=list(COMPARISON_COLUMNS)), vs_best, best_keys)
-    for _, row in rep.groupby(row_keys, dropna=False, sort=True):
+    family_keys = [c for c in row_keys if c not in ("pattern_id", "pattern", "n_observed", "metric")]
+    rows = list(rep.groupby(row_keys, dropna=False, sort=True))
+
+    def family(key: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(_norm(k) for k, c in zip(key, row_keys, strict=True) if c in family_keys)
+
+    tests: dict[tuple[Any, ...], int] = {}
+    for key, row in rows:
+        n_m = len(row[list(_METHOD_KEYS)].drop_duplicates())
+        tests[family(key)] = tests.get(family(key), 0) + max(n_m - 1, 0) * (2 if baseline is not None else 1)
+    for key, row in rows:
+        perms = max(n_perm, min(MAX_PERM, math.ceil(2 * tests[family(key)] / ALPHA)))
         methods = {mv: sub for mv, sub in row.groupby(list(_METHOD_KEYS), sort=True)}
         if len(methods) < 2:
             continue
@@ -170,7 +185,7 @@ def compare(
             for mv, sub in methods.items():
                 if mv == ref:
                     continue
-                res = _compare_pair(reps[mv], reps[ref], store, n_perm, n_boot, rng)
+                res = _compare_pair(reps[mv], reps[ref], store, perms, n_boot, rng)
                 poi = (
                     probability_of_improvement(
                         [float(reps[mv][k]["value"]) for k in reps[mv]],
@@ -203,8 +218,7 @@ def compare(
     )
     frame["p_holm"] = np.nan
     if not frame.empty:
-        family = [c for c in row_keys if c not in ("pattern_id", "pattern", "n_observed", "metric")] + ["reference"]
-        for _, idx in frame.groupby(family, dropna=False).groups.items():
+        for _, idx in frame.groupby([*family_keys, "reference"], dropna=False).groups.items():
             frame.loc[idx, "p_holm"] = holm(frame.loc[idx, "p_value"].to_numpy(float))
     lower_rows = np.array([lower_is_better(str(m)) for m in frame["metric"]], dtype=bool)
     diff = frame["mean_diff"].to_numpy(float)
