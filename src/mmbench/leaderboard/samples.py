@@ -43,13 +43,14 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
 """Columns every predictions file has."""
 
 
-def read_predictions(path: Path | str) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The rows and the ``mmbench`` metadata of a predictions file."""
+def read_predictions(path: Path | str, skip: tuple[str, ...] = ()) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The rows and the ``mmbench`` metadata of a predictions file (without the columns in ``skip``)."""
     import pyarrow.parquet as pq
 
     path = Path(path)
     try:
-        table = pq.read_table(path)
+        names = pq.read_schema(path).names
+        table = pq.read_table(path, columns=[c for c in names if c not in skip])
     except Exception as e:  # pyarrow raises several error types for a bad file
         raise ValueError(f"{path}: not a readable parquet file ({e})") from None
     meta_raw = (table.schema.metadata or {}).get(b"mmbench")
@@ -190,11 +191,13 @@ class PredictionStore:
 
     _files: dict[str, tuple[pd.DataFrame, dict[str, Any]] | None] = field(default_factory=dict)
     _cache: dict[tuple[str, str, int, str], tuple[np.ndarray, SampleMetric] | None] = field(default_factory=dict)
+    _rows: dict[tuple[str, str, int], pd.DataFrame] = field(default_factory=dict)
 
     def _file(self, results_file: str) -> tuple[pd.DataFrame, dict[str, Any]] | None:
         if results_file not in self._files:
             path = Path(results_file).with_name(PREDICTIONS_FILE)
-            self._files[results_file] = read_predictions(path) if path.is_file() else None
+            # the statistics need targets and predicted classes, not the class scores (most of the file)
+            self._files[results_file] = read_predictions(path, skip=("scores",)) if path.is_file() else None
         return self._files[results_file]
 
     def has(self, results_file: str) -> bool:
@@ -217,10 +220,13 @@ class PredictionStore:
         if got is None:
             return None
         df, meta = got
-        rows = df.loc[df["eval_protocol"] == protocol]
-        if pattern_id != 0:
-            rows = rows.loc[rows["pattern_id"] == pattern_id]
-        rows = rows.sort_values(["sample_index", "pattern_id"], kind="stable")
+        rkey = (results_file, protocol, pattern_id)
+        if rkey not in self._rows:  # the rows of one protocol and pattern, shared by its metrics
+            rows = df.loc[df["eval_protocol"] == protocol]
+            if pattern_id != 0:
+                rows = rows.loc[rows["pattern_id"] == pattern_id]
+            self._rows[rkey] = rows.sort_values(["sample_index", "pattern_id"], kind="stable")
+        rows = self._rows[rkey]
         m = sample_metric(rows, meta, metric)
         if m is None:
             return None
