@@ -85,8 +85,10 @@ sweep-features: ## every method × 4 missing rates × SEEDS seeds on the three-v
 
 .PHONY: sweep sweep-avmnist sweep-brats sweep-features
 
-leaderboard: $(STAMP) ## leaderboard CSVs, LaTeX/Markdown tables and plots of a sweep: make leaderboard SWEEP=runs/<name>
-	@test -n "$(SWEEP)" || { echo "usage: make leaderboard SWEEP=runs/<sweep>"; exit 2; }
-	$(BIN)/python -m mmbench leaderboard $(SWEEP) --out $(SWEEP)/leaderboard --published
+LEADERBOARD_ARGS ?=
+
+leaderboard: $(STAMP) ## leaderboard CSVs, tables and figures of a sweep, beside the published numbers: make leaderboard SWEEP=runs/<name> [LEADERBOARD_ARGS=--all=true]
+	@test -n "$(SWEEP)" || { echo "usage: make leaderboard SWEEP=runs/<sweep> [LEADERBOARD_ARGS=...]"; exit 2; }
+	$(BIN)/python -m mmbench leaderboard $(SWEEP) --out $(SWEEP)/leaderboard --published=true $(LEADERBOARD_ARGS)
 
 .PHONY: leaderboard

@@ -24,6 +24,7 @@ import pytest
 
 from mmbench import leaderboard as lb
 from mmbench.leaderboard import RESULT_COLUMNS
+from mmbench.leaderboard.labels import DISPLAY_NAMES, _method_label
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("MMBENCH_UPDATE_GOLDEN") == "1"
@@ -101,6 +102,8 @@ def write_cell(
             w.writerow({c: r.get(c, "") for c in cols})
     if complete:
         (run_dir / "COMPLETE").write_text("")
+    else:  # a sweep cell still running: its definition is there, its marker is not
+        (run_dir / "cell.json").write_text("{}")
     return run_dir / "results.csv"
 
 
@@ -256,7 +259,7 @@ def test_pattern_table_content(runs: Path) -> None:
     tables = {t.name: t for t in lb.pattern_tables(lb.collect([runs]))}
     t = tables["patterns_avmnist_lite_non-dedicated_bernoulli-min-present-1_train0.3_all-patterns"]
     assert t.stub_header == ("image", "audio")
-    assert t.groups == (("acc", ("shaspec", "zero_fill")), ("f1_macro", ("shaspec", "zero_fill")))
+    assert t.groups == (("Accuracy", ("ShaSpec", "Zero fill")), ("Macro-F1", ("ShaSpec", "Zero fill")))  # display names
     assert [r.stub for r in t.rows] == [("●", "○"), ("○", "●"), ("●", "●"), ("Average", "")]
     assert [r.section for r in t.rows][:3] == [1, 1, 2]
     audio = t.rows[1]
@@ -358,8 +361,7 @@ def test_latex_is_compile_shaped(runs: Path, tmp_path: Path) -> None:
     for p in texs:
         text = p.read_text()
         check_latex_shape(text)
-        assert r"zero\_fill" in text
-        assert "zero_fill" not in text.replace(r"zero\_fill", "")
+        assert "Zero fill" in text  # the display name (underscores elsewhere are checked escaped above)
 
 
 def test_latex_escape() -> None:
@@ -422,7 +424,7 @@ def test_terminal_tables(runs: Path) -> None:
     text = lb.format_terminal_tables(lb.collect([runs]), metric="acc")
     assert "train missing rate" in text
     assert "Average" in text
-    assert "zero_fill" in text
+    assert "Zero fill" in text
     assert "**" not in text
     assert "\\" not in text
 
@@ -434,12 +436,21 @@ def test_leaderboard_main_writes_everything(runs: Path, tmp_path: Path) -> None:
     for rel in ("raw.csv", "leaderboard.csv", "robustness.csv", "summary.txt", "tables/robustness.md"):
         assert written[rel] == out / rel
         assert written[rel].stat().st_size > 0
-    pngs = [p for k, p in written.items() if k.startswith("plots/")]
-    assert {p.name.split("_")[0] for p in pngs} == {"rates", "heatmap"}
-    assert len(pngs) == 2 + 2 * 2  # 2 rate plots (acc, f1_macro), 2 settings × 2 metrics heat maps
+    for rel in ("comparisons.csv",):
+        assert written[rel].stat().st_size > 0
+    figs = [p for k, p in written.items() if k.startswith("plots/")]
+    pngs = [p for p in figs if p.suffix == ".png"]
+    assert {p.name.split("_")[0] for p in pngs} == {"rates", "heatmap", "observed"}
+    # 2 rate plots (acc, f1_macro), 2 settings × 2 metrics heat maps and observed-count curves
+    assert len(pngs) == 2 + 2 * 2 + 2 * 2
+    assert sorted(p.with_suffix(".pdf") for p in pngs) == sorted(p for p in figs if p.suffix == ".pdf")
+    from PIL import Image
+
     for p in pngs:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        assert p.stat().st_size > 1000
+        with Image.open(p) as im:
+            assert round(im.info["dpi"][0]) == 300
+        assert p.with_suffix(".pdf").read_bytes()[:5] == b"%PDF-"
     raw = pd.read_csv(out / "raw.csv")
     assert len(raw) == 2 * 2 * 2 * len(PATTERNS) * len(METRIC_OFFSET)
     assert list(raw.columns) == list(lb.RAW_COLUMNS)
@@ -482,10 +493,11 @@ def test_published_table1_table_matches_printed_average(tmp_path: Path) -> None:
     for (_, cols), start in zip(t.groups, range(0, 18, 6), strict=True):
         for j, label in enumerate(cols):
             method, _, variant = label.partition(" (")
+            name = {v: k for k, v in DISPLAY_NAMES.items()}  # tables show display names
             want = printed.loc[
-                (printed["method"] == method)
+                (printed["method"] == name.get(method, method))
                 & (printed["method_variant"] == variant.rstrip(")"))
-                & (printed["metric"] == t.groups[start // 6][0])
+                & (printed["metric"] == name.get(t.groups[start // 6][0], t.groups[start // 6][0]))
             ]["value"]
             assert t.rows[-1].cells[start + j].mean * 100 == pytest.approx(float(want.iloc[0]) * 100, abs=0.01)
 
@@ -497,7 +509,7 @@ def test_published_table3_is_one_rate_table() -> None:
     assert [r.stub[0] for r in t.rows] == ["0.8", "0.85", "0.9", "0.95"]
     assert len(t.column_labels) == 7
     assert "pattern image" in t.caption
-    shaspec = t.column_labels.index("shaspec")
+    shaspec = t.column_labels.index("ShaSpec")
     assert [r.cells[shaspec].display_mean() for r in t.rows] == ["94.67", "93.78", "93.56", "93.33"]
 
 
@@ -545,7 +557,7 @@ def test_baseline_files(name: str, n_rows: int, methods: set[str]) -> None:
     df = read_baseline(name)
     assert set(BASELINE_COLUMNS) <= set(df.columns)
     assert len(df) == n_rows
-    assert {lb._method_label(m, v) for m, v in zip(df["method"], df["method_variant"], strict=True)} == methods
+    assert {_method_label(m, v) for m, v in zip(df["method"], df["method_variant"], strict=True)} == methods
     assert df["value"].between(0, 1).all()
     # value is the printed percentage as a fraction
     assert (df["value"] * 100 - df["printed"].astype(float)).abs().max() < 1e-9

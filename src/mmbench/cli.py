@@ -35,6 +35,7 @@ def _print_help() -> None:
         "  demo         the main job on the embedded default data (AV-MNIST-lite)\n"
         "  sweep        run a grid of cells from a sweep spec (mmbench sweep --help)\n"
         "  leaderboard  aggregate run dirs into leaderboard CSVs, tables and plots\n"
+        "  rescore      recompute results.csv from predictions.parquet (and add metrics) without a model\n"
         "  data         data utilities, e.g. `mmbench data brats-synth --out DIR --cases N`\n\n"
         f"methods:  {', '.join(METHODS.names())}\n"
         f"datasets: {', '.join(DATASETS.names())}\n\n"
@@ -49,6 +50,7 @@ def _subcommands() -> dict[str, Callable[[list[str]], Any]]:
     for name, module in (
         ("sweep", "mmbench.sweep"),
         ("leaderboard", "mmbench.leaderboard"),
+        ("rescore", "mmbench.rescore"),
         ("data", "mmbench.datacli"),
     ):
         commands[name] = _lazy(module)

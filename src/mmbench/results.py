@@ -23,7 +23,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from mmbench.schema import RESULT_COLUMNS, RESULTS_FILE
 
-__all__ = ["RESULT_COLUMNS", "ResultsWriter", "format_variant", "write_rows_atomic"]
+__all__ = ["RESULT_COLUMNS", "ResultsWriter", "format_variant", "training_identity", "write_rows_atomic"]
 
 
 def _pkg_version(name: str) -> str:
@@ -70,6 +70,43 @@ def write_rows_atomic(path: Path, rows: Iterable[Mapping[str, Any]], columns: It
     os.replace(tmp, path)
 
 
+def _first(x: Any) -> Any:
+    if isinstance(x, list | tuple):
+        return x[0] if x else None
+    return x
+
+
+def training_identity(trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+    """``optimizer``, ``lr``, ``weight_decay``, ``lr_scheduler`` and ``max_epochs`` of the run (result-row identity).
+
+    The optimiser and scheduler are those the trainer fitted with; after a test-only run (no fit in this process)
+    they are those ``configure_optimizers`` builds (LightningCLI's ``--optimizer``/``--lr_scheduler`` included, as
+    it replaces that method). ``lr`` is the first parameter group's initial learning rate (``initial_lr`` when a
+    scheduler has changed ``lr``).
+    """
+    optimizers = list(getattr(trainer, "optimizers", []) or [])
+    schedulers = [c.scheduler for c in getattr(trainer, "lr_scheduler_configs", []) or []]
+    if not optimizers:
+        try:
+            from lightning.pytorch.core.optimizer import _configure_optimizers
+
+            optimizers, configs, *_ = _configure_optimizers(pl_module.configure_optimizers())  # type: ignore[arg-type]
+            schedulers = [c.get("scheduler") if isinstance(c, dict) else c for c in configs]
+        except Exception:  # a module that cannot build its optimiser outside fit: leave the columns blank
+            optimizers, schedulers = [], []
+    opt = _first(optimizers)
+    group = opt.param_groups[0] if opt is not None and getattr(opt, "param_groups", None) else {}
+    sched = _first(schedulers)
+    max_epochs = trainer.max_epochs
+    return {
+        "optimizer": type(opt).__name__ if opt is not None else "",
+        "lr": group.get("initial_lr", group.get("lr", "")),
+        "weight_decay": group.get("weight_decay", ""),
+        "lr_scheduler": type(sched).__name__ if sched is not None else "",
+        "max_epochs": max_epochs if max_epochs is not None and max_epochs >= 0 else "",
+    }
+
+
 class ResultsWriter(Callback):
     """After ``test``, write ``results.csv`` (one tidy row per protocol × pattern × metric) in the run dir.
 
@@ -98,6 +135,7 @@ class ResultsWriter(Callback):
             **dm.describe(),
             "method": getattr(pl_module, "registry_name", "") or type(pl_module).__name__,
             "method_variant": format_variant(variant),
+            **training_identity(trainer, pl_module),
             "seed": os.environ.get("PL_GLOBAL_SEED", ""),
             "ckpt_selection": self.ckpt_selection,
             "epoch": trainer.current_epoch,

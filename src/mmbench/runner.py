@@ -32,6 +32,7 @@ import mmbench.methods  # noqa: F401  (registers methods for short names)
 from mmbench.data.base import MultimodalDataModule
 from mmbench.errors import MMBenchError
 from mmbench.methods.base import DEFAULT_LR, DEFAULT_WEIGHT_DECAY, MissingModalityMethod
+from mmbench.predictions import PredictionsWriter
 from mmbench.registry import DATASETS, METHODS, Registry, UnknownNameError, unknown_name_message
 from mmbench.results import ResultsWriter
 from mmbench.safe_io import untrusted_input_guard
@@ -58,6 +59,7 @@ class MMBenchCLI(LightningCLI):
         default = {"lr": DEFAULT_LR, "weight_decay": DEFAULT_WEIGHT_DECAY}
         parser.set_defaults({"optimizer": {"class_path": "torch.optim.AdamW", "init_args": default}})
         parser.add_lightning_class_args(ResultsWriter, "results")
+        parser.add_lightning_class_args(PredictionsWriter, "predictions")
         parser.add_argument(
             "--test_after_fit",
             type=bool,

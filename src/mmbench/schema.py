@@ -6,7 +6,7 @@ DESIGN.md §2 / peers-and-ecosystem.md §4.5; the file names of a run dir; the p
 
 from __future__ import annotations
 
-__all__ = ["ALL", "COMPLETE_MARKER", "RESULTS_FILE", "RESULT_COLUMNS"]
+__all__ = ["ALL", "COMPLETE_MARKER", "PREDICTIONS_FILE", "RESULTS_FILE", "RESULT_COLUMNS"]
 
 RESULTS_FILE = "results.csv"
 """The tidy result rows of a run dir (written by ``mmbench.results.ResultsWriter`` after ``test``)."""
@@ -26,6 +26,12 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "training_regime",  # "non-dedicated" | "dedicated" | "full"
     "train_missing",  # MissingnessSpec description, e.g. "bernoulli(min_present=1)"
     "train_missing_rate",  # float or empty
+    # how it was trained (part of a row's identity: runs that differ here are never averaged together)
+    "optimizer",  # optimiser class name, e.g. "AdamW"
+    "lr",  # initial learning rate of the first parameter group
+    "weight_decay",
+    "lr_scheduler",  # scheduler class name, "" when none
+    "max_epochs",  # epoch budget of the trainer ("" when unbounded)
     # how it was evaluated
     "eval_protocol",  # "all_patterns" | "rate(0.5)"
     "eval_missing_rate",  # float for rate protocols, empty for all_patterns
@@ -51,3 +57,6 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "run_dir",
     "timestamp",  # ISO 8601 UTC
 )
+
+PREDICTIONS_FILE = "predictions.parquet"
+"""Per-sample predictions beside ``results.csv`` (written by ``mmbench.predictions.PredictionsWriter``)."""

@@ -297,11 +297,12 @@ class MissingModalityMethod(pl.LightningModule):
         dm = getattr(self.trainer, "datamodule", None)
         return [p.name for p in dm.eval_protocols] if dm is not None else ["default"]
 
-    def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:  # noqa: D102
+    def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> Tensor:  # noqa: D102
         logits = self.predict_logits(batch["inputs"], batch["mask"])
         metric = self.test_metrics[f"t{dataloader_idx}"]
         assert isinstance(metric, PerPatternMetric)
         metric.update(logits, batch["target"], batch["mask"])
+        return logits  # for callbacks' on_test_batch_end (mmbench.predictions)
 
     def on_test_epoch_end(self) -> None:  # noqa: D102
         for i, protocol in enumerate(self._eval_protocol_names()):
