@@ -273,7 +273,7 @@ class MissingModalityMethod(pl.LightningModule):
         if trainer is None:
             return False, True
         connector = getattr(trainer, "_logger_connector", None)
-        write = bool(trainer.fast_dev_run) or bool(getattr(connector, "should_update_logs", True))
+        write = bool(getattr(trainer, "fast_dev_run", False)) or bool(getattr(connector, "should_update_logs", True))
         return trainer.progress_bar_callback is not None, write
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:  # noqa: D102
