@@ -25,12 +25,14 @@ ALLOWED: dict[str, set[str]] = {
     "data": FOUNDATION,
     "methods": FOUNDATION | {"functional", "nn", "metrics", "data"},
     "results": FOUNDATION,
+    "predictions": FOUNDATION | {"functional"},
+    "rescore": FOUNDATION | {"metrics", "results", "leaderboard"},
     "leaderboard": FOUNDATION,
-    "runner": FOUNDATION | {"data", "methods", "results"},
+    "runner": FOUNDATION | {"data", "methods", "results", "predictions"},
     "sweep": FOUNDATION | {"data", "methods", "results", "runner"},
     "datacli": FOUNDATION | {"data"},
     "demo": FOUNDATION | {"sweep", "leaderboard", ""},
-    "cli": FOUNDATION | {"runner", "demo", "sweep", "leaderboard", "datacli"},
+    "cli": FOUNDATION | {"runner", "demo", "sweep", "leaderboard", "datacli", "rescore"},
     "__main__": {"cli"},
 }
 # modules that may use the method registry (``import mmbench.methods``) but never a method's own module
