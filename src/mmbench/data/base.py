@@ -13,19 +13,30 @@ Masks are attached here, never by methods:
   that protocol's ``MaskTable``; its hash goes into every result row.
 
 Under DDP, val/test loaders shard without padding (``UnrepeatedDistributedSampler``) so each row counts once.
+
+Worker count never changes results: every loader draws its shuffling from its own ``torch.Generator`` (seeded
+from the run seed ``PL_GLOBAL_SEED`` and the split) and its worker seeds from another, so neither touches the
+global RNG that model initialisation and dropout use (a loader without a generator draws from it once per
+iterator, which happens once per epoch with 0 workers but once per run with persistent workers); each worker
+seeds ``random``, ``numpy`` and ``torch`` from its own seed (``seed_worker``). Random augmentations are
+per-sample seeded (e.g. ``BraTSPatchDataset``), so they do not depend on which worker draws them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import random
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+import numpy as np
+import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from mmbench.masks import (
     AllPatterns,
@@ -39,7 +50,7 @@ from mmbench.masks import (
 )
 from mmbench.types import Task
 
-__all__ = ["EvalDataset", "MultimodalDataModule", "TensorSplit", "index_hash"]
+__all__ = ["EvalDataset", "MultimodalDataModule", "TensorSplit", "index_hash", "loader_generator", "seed_worker"]
 
 SPLITS = ("train", "val", "test")
 
@@ -50,6 +61,24 @@ def index_hash(*parts: Sequence[Any]) -> str:
     for part in parts:
         h.update(("|".join(str(p) for p in part) + "#").encode())
     return "sha256:" + h.hexdigest()[:16]
+
+
+def loader_generator(split: str, purpose: str) -> torch.Generator:
+    """A ``torch.Generator`` for ``purpose`` (``"sampler"`` or ``"workers"``) of ``split``'s loader.
+
+    Seeded from the run seed (``PL_GLOBAL_SEED``, set by ``seed_everything``; 0 when unset), the split and the
+    purpose, so shuffling is reproducible, differs across seeds, and never draws from the global RNG.
+    """
+    seed = os.environ.get("PL_GLOBAL_SEED", "0") or "0"
+    digest = hashlib.sha256(f"{seed}|{split}|{purpose}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
+def seed_worker(worker_id: int) -> None:
+    """``worker_init_fn``: seed ``random`` and ``numpy`` from the worker's torch seed (base seed + worker id)."""
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
 
 
 class TensorSplit(Dataset):
@@ -233,33 +262,37 @@ class MultimodalDataModule(pl.LightningDataModule, ABC):
         for split in wanted.get(stage or "", SPLITS):
             self._dataset(split)
 
-    def _loader(self, dataset: Dataset, shuffle: bool, batch_size: int) -> DataLoader:
-        sampler = None
+    def _loader(self, dataset: Dataset, shuffle: bool, batch_size: int, split: str) -> DataLoader:
+        sampler: Any = None
         trainer = self.trainer
         if not shuffle and trainer is not None and trainer.world_size > 1:
             # shard without padding so that every evaluation row counts exactly once
             sampler = UnrepeatedDistributedSampler(
                 dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
             )
+        elif shuffle:
+            # own generator: the order depends on the seed only, not on the global RNG or the worker count
+            sampler = RandomSampler(dataset, generator=loader_generator(split, "sampler"))  # type: ignore[arg-type]
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle and sampler is None,
             sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            generator=loader_generator(split, "workers"),
+            worker_init_fn=seed_worker if self.num_workers > 0 else None,
         )
 
     def train_dataloader(self) -> DataLoader:  # noqa: D102
-        return self._loader(self._dataset("train"), True, self.batch_size)
+        return self._loader(self._dataset("train"), True, self.batch_size, "train")
 
     def val_dataloader(self) -> DataLoader:  # noqa: D102
-        return self._loader(self._dataset("val"), False, self.eval_batch_size)
+        return self._loader(self._dataset("val"), False, self.eval_batch_size, "val")
 
     def test_dataloader(self) -> list[DataLoader]:  # noqa: D102
         base = self._dataset("test")
         return [
-            self._loader(EvalDataset(base, self.mask_table(p), i), False, self.eval_batch_size)
+            self._loader(EvalDataset(base, self.mask_table(p), i), False, self.eval_batch_size, "test")
             for i, p in enumerate(self.eval_protocols)
         ]
 
