@@ -58,7 +58,7 @@ _NOISE = (
 )
 _KEY = re.compile(r'Parser key "([^"]+)"')
 _GIVEN_CLASS = re.compile(r"class_path='([\w.]+)'")
-_SUBTYPES = re.compile(r"Subtypes: \[<class '([\w.]+)'>")
+_SUBTYPES = re.compile(r"Subtypes: \[(?:<class ')?(?:[\w.]+\[)?([\w.]+)")
 _GIVEN_VALUE = re.compile(r"^\s*Given value: (.*)$", re.M)
 _CLASS_REPR = re.compile(r"<class '([\w.]+)'>")
 

@@ -89,12 +89,13 @@ def _load(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
         ckpt = torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
+        low = str(e).lower()
+        if "weights_only" in low or "weights only" in low or "unsupported global" in low:
             raise MMBenchError(
                 f"checkpoint {path} cannot be read with weights_only=True (it holds pickled objects): {first[:160]}"
             ) from None
         raise MMBenchError(f"checkpoint {path} is not a PyTorch checkpoint ({first[:160]})") from None
-    except (RuntimeError, EOFError, ValueError, OSError) as e:
+    except Exception as e:  # torch raises RuntimeError, EOFError, IndexError, ... on files that are not checkpoints
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise MMBenchError(f"checkpoint {path} is not a PyTorch checkpoint ({first[:160]})") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), Mapping):

@@ -60,8 +60,11 @@ def write_rows_atomic(path: Path, rows: Iterable[Mapping[str, Any]], columns: It
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no .results.csv.<pid>.tmp behind
+        raise OSError(e.errno, e.strerror or str(e), str(e.filename or path)) from None
     except BaseException:
-        tmp.unlink(missing_ok=True)  # a full disk or a kill leaves no .results.csv.<pid>.tmp behind
+        tmp.unlink(missing_ok=True)
         raise
 
 

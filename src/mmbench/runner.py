@@ -39,7 +39,7 @@ import mmbench.methods  # noqa: F401  (registers methods for short names)
 from mmbench.data.base import MultimodalDataModule
 from mmbench.errors import MMBenchError, summarize_parser_error
 from mmbench.methods.base import MissingModalityMethod
-from mmbench.provenance import CKPT_METHOD_KEY, check_checkpoint
+from mmbench.provenance import CKPT_METHOD_KEY, check_checkpoint, read_checkpoint
 from mmbench.registry import DATASETS, METHODS, Registry, UnknownNameError, install_slug_resolution
 from mmbench.registry import unknown_name_message as _unknown
 from mmbench.results import ResultsWriter
@@ -123,6 +123,28 @@ class MMBenchCLI(LightningCLI):
         finally:
             sys.argv = argv
 
+    def _parse_ckpt_path(self) -> None:
+        """Read ``--ckpt_path`` safely and refuse a checkpoint of another method before LightningCLI uses it.
+
+        LightningCLI re-parses the model config with the checkpoint's hyper-parameters, *including its class*: a
+        ``--model=mean_fill`` run given a late-fusion checkpoint would silently test late fusion.
+        """
+        sub = self.config.get("subcommand")
+        ckpt_path = self.config[sub].get("ckpt_path") if sub else None
+        if ckpt_path and str(ckpt_path) not in _CKPT_KEYWORDS:
+            ckpt = read_checkpoint(ckpt_path)
+            meta = ckpt.get(CKPT_METHOD_KEY)
+            hparams = ckpt.get("hyper_parameters") or {}
+            trained = (meta.get("method_class") if isinstance(meta, dict) else None) or hparams.get("_class_path")
+            model = self.config[sub].get("model")
+            configured = model.get("class_path") if model is not None else None
+            if trained and configured and _import(str(trained)) is not _import(str(configured)):
+                raise MMBenchError(
+                    f"checkpoint {ckpt_path} was trained as {trained}, but the config asks for {configured}; "
+                    "give the matching method config (or --model) or another checkpoint"
+                )
+        super()._parse_ckpt_path()
+
     # ---------------------------------------------------------------------------------------------- before
     def before_instantiate_classes(self) -> None:  # noqa: D102
         cfg = self.config.get(str(self.subcommand), self.config) if self.subcommand else self.config
@@ -202,6 +224,17 @@ class MMBenchCLI(LightningCLI):
     def after_fit(self) -> None:  # noqa: D102
         if self._get(self.config, "test_after_fit", default=True) and not self.trainer.interrupted:
             self.trainer.test(self.model, datamodule=self.datamodule, verbose=False)
+
+
+def _import(path: str) -> Any:
+    """The object at import path ``path`` (``None`` when it does not import)."""
+    import importlib
+
+    module, _, name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return None
 
 
 def _class_names(registry: Registry[type]) -> dict[str, str]:
