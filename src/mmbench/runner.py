@@ -207,7 +207,8 @@ class MMBenchCLI(LightningCLI):
         for lg in loggers:
             init: dict[str, Any] = lg._wandb_init  # type: ignore[attr-defined]
             if getattr(lg, "_experiment", None) is None:
-                init["name"] = init.get("name") or name
+                if init.get("name") in (None, "", "lightning_logs"):  # unset (the parser fills in Lightning's default)
+                    init["name"] = name
                 extra = dict(init.get("config") or {})
                 init["config"] = {**resolved, **extra, "run_dir": str(run_dir), "subcommand": subcommand}
             run = lg.experiment

@@ -14,12 +14,14 @@ Masks are attached here, never by methods:
 
 Under DDP, val/test loaders shard without padding (``UnrepeatedDistributedSampler``) so each row counts once.
 
-Worker count never changes results: every loader draws its shuffling from its own ``torch.Generator`` (seeded
-from the run seed ``PL_GLOBAL_SEED`` and the split) and its worker seeds from another, so neither touches the
-global RNG that model initialisation and dropout use (a loader without a generator draws from it once per
-iterator, which happens once per epoch with 0 workers but once per run with persistent workers); each worker
-seeds ``random``, ``numpy`` and ``torch`` from its own seed (``seed_worker``). Random augmentations are
-per-sample seeded (e.g. ``BraTSPatchDataset``), so they do not depend on which worker draws them.
+Worker count never changes results. The training order is a pure function of (run seed ``PL_GLOBAL_SEED``, split,
+epoch) (:class:`EpochRandomSampler`; Lightning calls its ``set_epoch``), not of how many iterators were made: a
+persistent multi-worker loader prefetches from a fresh sampler iterator where a 0-worker loader does not, which
+shifted every later epoch's order. Worker seeds come from the loader's own ``torch.Generator``, so no loader draws
+from the global RNG that model initialisation and dropout use (a loader without a generator draws from it once
+per iterator: once per epoch with 0 workers, once per run with persistent workers); each worker seeds ``random``
+and ``numpy`` from its torch seed (``seed_worker``). Random augmentations are per-sample seeded (e.g.
+``BraTSPatchDataset``), so they do not depend on which worker draws them.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from mmbench.masks import (
 )
 from mmbench.types import Task
 
-__all__ = ["EvalDataset", "MultimodalDataModule", "TensorSplit", "index_hash", "loader_generator", "seed_worker"]
+__all__ = ["EpochRandomSampler", "EvalDataset", "MultimodalDataModule", "TensorSplit", "index_hash", "loader_generator", "seed_worker"]
 
 SPLITS = ("train", "val", "test")
 
@@ -63,15 +65,41 @@ def index_hash(*parts: Sequence[Any]) -> str:
     return "sha256:" + h.hexdigest()[:16]
 
 
-def loader_generator(split: str, purpose: str) -> torch.Generator:
-    """A ``torch.Generator`` for ``purpose`` (``"sampler"`` or ``"workers"``) of ``split``'s loader.
+def loader_generator(split: str, purpose: str, epoch: int = 0) -> torch.Generator:
+    """A ``torch.Generator`` for ``purpose`` (``"sampler"`` or ``"workers"``) of ``split``'s loader in ``epoch``.
 
-    Seeded from the run seed (``PL_GLOBAL_SEED``, set by ``seed_everything``; 0 when unset), the split and the
-    purpose, so shuffling is reproducible, differs across seeds, and never draws from the global RNG.
+    Seeded from the run seed (``PL_GLOBAL_SEED``, set by ``seed_everything``; 0 when unset), the split, the purpose
+    and the epoch, so shuffling is reproducible, differs across seeds, and never draws from the global RNG.
     """
     seed = os.environ.get("PL_GLOBAL_SEED", "0") or "0"
-    digest = hashlib.sha256(f"{seed}|{split}|{purpose}".encode()).digest()
+    digest = hashlib.sha256(f"{seed}|{split}|{purpose}|{epoch}".encode()).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
+class EpochRandomSampler(RandomSampler):
+    """A shuffling sampler whose order is a pure function of (run seed, split, epoch).
+
+    Lightning calls ``set_epoch`` at the start of every training epoch. A ``RandomSampler`` subclass, so Lightning
+    still sees a shuffled loader (and shuffles its ``DistributedSampler`` under DDP).
+
+    Args:
+        data_source: the dataset.
+        split: split name (part of the seed).
+    """
+
+    def __init__(self, data_source: Dataset, split: str) -> None:
+        super().__init__(data_source)  # type: ignore[arg-type]
+        self.split = split
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the order of ``epoch``."""
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Any:
+        n = len(self.data_source)  # type: ignore[arg-type]
+        order = torch.randperm(n, generator=loader_generator(self.split, "sampler", self.epoch))
+        yield from order.tolist()
 
 
 def seed_worker(worker_id: int) -> None:
@@ -272,7 +300,7 @@ class MultimodalDataModule(pl.LightningDataModule, ABC):
             )
         elif shuffle:
             # own generator: the order depends on the seed only, not on the global RNG or the worker count
-            sampler = RandomSampler(dataset, generator=loader_generator(split, "sampler"))  # type: ignore[arg-type]
+            sampler = EpochRandomSampler(dataset, split)
         return DataLoader(
             dataset,
             batch_size=batch_size,
