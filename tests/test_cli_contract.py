@@ -91,8 +91,15 @@ def trained(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         cli = cli_main(
-            ["fit", *SYNTH, "--model=late_fusion", "--trainer.max_epochs=2", "--trainer.limit_train_batches=2",
-             "--trainer.limit_val_batches=1", *QUIET]
+            [
+                "fit",
+                *SYNTH,
+                "--model=late_fusion",
+                "--trainer.max_epochs=2",
+                "--trainer.limit_train_batches=2",
+                "--trainer.limit_val_batches=1",
+                *QUIET,
+            ]
         )
     run = Path(cli.trainer.log_dir)
     return root / run, root / cli.trainer.checkpoint_callback.best_model_path
@@ -155,8 +162,16 @@ def test_training_is_identical_with_0_and_2_workers(tmp_cwd):
     values = []
     for workers in (0, 2):
         cli = cli_main(
-            ["fit", *SYNTH, "--model=moddrop", f"--data.num_workers={workers}", "--trainer.max_epochs=2",
-             "--trainer.limit_val_batches=1", *QUIET, "--seed_everything=3"]
+            [
+                "fit",
+                *SYNTH,
+                "--model=moddrop",
+                f"--data.num_workers={workers}",
+                "--trainer.max_epochs=2",
+                "--trainer.limit_val_batches=1",
+                *QUIET,
+                "--seed_everything=3",
+            ]
         )
         rows = _rows(Path(cli.trainer.log_dir) / "results.csv")
         values.append({(r["eval_protocol"], r["pattern"], r["metric"]): r["value"] for r in rows})
@@ -175,8 +190,10 @@ def test_default_root_dir_places_the_run_dir(tmp_cwd):
 def test_rerunning_a_finished_cell_config_is_refused_and_changes_nothing(tmp_cwd, capsys):
     cell = tmp_cwd / "cell"
     logger = json.dumps(
-        {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(cell), "name": "",
-                                                                           "version": ""}}
+        {
+            "class_path": "lightning.pytorch.loggers.CSVLogger",
+            "init_args": {"save_dir": str(cell), "name": "", "version": ""},
+        }
     )
     cli_main(["fit", *SYNTH, "--model=late_fusion", *FAST, f"--trainer.logger={logger}"])
     (cell / "COMPLETE").write_text("{}\n")
@@ -203,8 +220,9 @@ def test_sweep_with_busy_cells_exits_3_and_demo_does_not_tabulate(tmp_path, monk
         script += "[fcntl.flock(f, fcntl.LOCK_EX) for f in fs]\nprint('held', flush=True)\ntime.sleep(120)\n"
         for lock in locks:
             lock.path.parent.mkdir(parents=True, exist_ok=True)
-        proc = subprocess.Popen([sys.executable, "-c", script, *[str(lk.path) for lk in locks]],
-                                stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", script, *[str(lk.path) for lk in locks]], stdout=subprocess.PIPE, text=True
+        )
         held.append(proc)
         assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
         code, err = _fail(["sweep", *args, "--executor=debug", "--check=false"], capsys)
@@ -269,8 +287,17 @@ def test_wandb_single_run_has_the_whole_config_a_name_and_the_run_dir(tmp_cwd, m
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_cwd))
     cli = cli_main(
-        ["fit", *SYNTH, "--model=late_fusion", "--config", str(ROOT / "experiments/trainer/wandb.yaml"), *FAST,
-         "--data.missingness=BernoulliMissing", "--data.missingness.rate=0.5", "--seed_everything=7"]
+        [
+            "fit",
+            *SYNTH,
+            "--model=late_fusion",
+            "--config",
+            str(ROOT / "experiments/trainer/wandb.yaml"),
+            *FAST,
+            "--data.missingness=BernoulliMissing",
+            "--data.missingness.rate=0.5",
+            "--seed_everything=7",
+        ]
     )
     run = wandb.run
     assert run is not None

@@ -19,10 +19,13 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mmbench.errors import EXIT_INCOMPLETE, EXIT_USAGE, MMBenchError, one_line
 from mmbench.registry import UnknownNameError, declared_names, unknown_name_message
+
+if TYPE_CHECKING:
+    from mmbench.runner import LINKED_FIELDS, MMBenchCLI, cli_main
 
 __all__ = ["LINKED_FIELDS", "MMBenchCLI", "cli_main", "main"]
 
@@ -73,7 +76,7 @@ def _command(name: str) -> Callable[[list[str]], Any]:
     fn = next((f for f in (getattr(mod, a, None) for a in (attr, "cli", "main")) if callable(f)), None)
     if fn is None:
         raise MMBenchError(f"`{module}` has no command entry point")
-    return fn  # type: ignore[no-any-return]
+    return fn
 
 
 def _os_error(e: OSError) -> str:

@@ -39,10 +39,13 @@ def cli(args: list[str]) -> None:
 
     from mmbench.errors import summarize_parser_error
 
-    strict = {"exit_on_error": False, "allow_abbrev": False}
-    parser = ArgumentParser(prog="mmbench data", description="data utilities", **strict)
+    parser = ArgumentParser(prog="mmbench data", description="data utilities", exit_on_error=False, allow_abbrev=False)
     sub = parser.add_subcommands()
-    synth = ArgumentParser(description="write semi-synthetic BraTS case folders (BraTS 2018-2021 naming)", **strict)
+    synth = ArgumentParser(
+        description="write semi-synthetic BraTS case folders (BraTS 2018-2021 naming)",
+        exit_on_error=False,
+        allow_abbrev=False,
+    )
     synth.add_argument("--out", type=str, required=True, help="output folder")
     synth.add_argument("--cases", type=int, default=24, help="number of cases")
     synth.add_argument("--seed", type=int, default=0, help="generator seed")

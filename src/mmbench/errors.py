@@ -134,7 +134,7 @@ def _unknown_class(name: str, base_path: str) -> str:
     except (ImportError, AttributeError, ValueError):
         base = None
     if isinstance(base, type):
-        stack = list(base.__subclasses__())
+        stack: list[type] = list(base.__subclasses__())
         while stack:
             sub = stack.pop()
             stack.extend(sub.__subclasses__())

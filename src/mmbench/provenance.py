@@ -209,4 +209,3 @@ def weights_provenance(trainer: Any, selection: str) -> dict[str, Any]:
                     out.update(epoch=int(ckpt.get("epoch", out["epoch"])), ckpt_path=str(candidate))
                     return out
     return out
-

@@ -33,7 +33,6 @@ def _pkg_version(name: str) -> str:
         return ""
 
 
-
 def format_variant(switches: Mapping[str, object]) -> str:
     """``{"b": 1, "a": "x"}`` → ``"a=x;b=1"`` (sorted keys; empty string when there are none)."""
     return ";".join(f"{k}={v}" for k, v in sorted(switches.items()))

@@ -76,20 +76,22 @@ def _ints_before_floats(parser: LightningArgumentParser, prefix: str = "trainer.
             continue
         hint = getattr(action, "_typehint", None)
         args = typing.get_args(hint)
-        if typing.get_origin(hint) is typing.Union and float in args and int in args:
-            if args.index(float) < args.index(int):
-                ordered = (int, float, *(a for a in args if a not in (int, float)))
-                action._typehint = sort_unions_in_typehint(typing.Union[ordered])  # noqa: UP007
-                fixed.append(str(action.dest))
+        if (
+            typing.get_origin(hint) is typing.Union
+            and float in args
+            and int in args
+            and args.index(float) < args.index(int)
+        ):
+            ordered = (int, float, *(a for a in args if a not in (int, float)))
+            action._typehint = sort_unions_in_typehint(typing.Union[ordered])  # noqa: UP007
+            fixed.append(str(action.dest))
     return fixed
 
 
 class _MethodStamp(Callback):
     """Records the method's class and registry name in every checkpoint (checked when the checkpoint is loaded)."""
 
-    def on_save_checkpoint(  # noqa: D102
-        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
         cls = type(pl_module)
         checkpoint[CKPT_METHOD_KEY] = {
             "method_class": f"{cls.__module__}.{cls.__name__}",
@@ -158,7 +160,7 @@ class MMBenchCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:  # noqa: D102
         trainer = super().instantiate_trainer(**kwargs)
-        trainer.callbacks.append(_MethodStamp())
+        trainer.callbacks.append(_MethodStamp())  # type: ignore[attr-defined]
         return trainer
 
     def _before_run(self) -> None:
@@ -172,7 +174,8 @@ class MMBenchCLI(LightningCLI):
                     "remove it, or choose another logger save_dir/version"
                 )
         ckpt_path = cfg.get("ckpt_path")
-        writer = next((cb for cb in self.trainer.callbacks if isinstance(cb, ResultsWriter)), None)
+        callbacks = self.trainer.callbacks  # type: ignore[attr-defined]
+        writer = next((cb for cb in callbacks if isinstance(cb, ResultsWriter)), None)
         if ckpt_path and str(ckpt_path) not in _CKPT_KEYWORDS:
             check_checkpoint(ckpt_path, self.model, self.datamodule)
             if writer is not None and writer.ckpt_selection == "last":  # the default: say that a file was given
@@ -211,7 +214,7 @@ class MMBenchCLI(LightningCLI):
                     init["name"] = name
                 extra = dict(init.get("config") or {})
                 init["config"] = {**resolved, **extra, "run_dir": str(run_dir), "subcommand": subcommand}
-            run = lg.experiment
+            run = lg.experiment  # type: ignore[attr-defined]
             record = {
                 "id": getattr(run, "id", ""),
                 "name": getattr(run, "name", ""),

@@ -34,9 +34,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 import numpy as np
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
@@ -52,7 +52,15 @@ from mmbench.masks import (
 )
 from mmbench.types import Task
 
-__all__ = ["EpochRandomSampler", "EvalDataset", "MultimodalDataModule", "TensorSplit", "index_hash", "loader_generator", "seed_worker"]
+__all__ = [
+    "EpochRandomSampler",
+    "EvalDataset",
+    "MultimodalDataModule",
+    "TensorSplit",
+    "index_hash",
+    "loader_generator",
+    "seed_worker",
+]
 
 SPLITS = ("train", "val", "test")
 
@@ -97,7 +105,7 @@ class EpochRandomSampler(RandomSampler):
         self.epoch = int(epoch)
 
     def __iter__(self) -> Any:
-        n = len(self.data_source)  # type: ignore[arg-type]
+        n = len(self.data_source)
         order = torch.randperm(n, generator=loader_generator(self.split, "sampler", self.epoch))
         yield from order.tolist()
 

@@ -322,10 +322,8 @@ def _raise_incomplete(grid: Grid, failed: list[dict[str, Any]], busy: list[str])
     parts = []
     if failed:
         first = failed[0]
-        parts.append(
-            f"{len(failed)} failed (first: {first['cell_id']}: {one_line(first.get('error', ''), 200)}; see <cell>/fit.log and "
-            "<cell>/FAILED)"
-        )
+        error = one_line(first.get("error", ""), 200)
+        parts.append(f"{len(failed)} failed (first: {first['cell_id']}: {error}; see <cell>/fit.log and <cell>/FAILED)")
     if busy:
         parts.append(f"{len(busy)} busy, held by another process (first: {busy[0]})")
     raise SweepIncompleteError(
