@@ -29,7 +29,7 @@ from mmbench.results import RESULT_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "experiments/sweeps/smoke.yaml"
-PROVENANCE = ("run_dir", "timestamp", "config_hash")
+PROVENANCE = ("run_dir", "timestamp", "config_hash", "ckpt_path")  # ckpt_path lies inside the run dir
 
 
 def _env(**extra: str) -> dict[str, str]:
