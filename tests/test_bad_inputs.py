@@ -300,6 +300,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(workspace, argv, cwd, 
     start = err.index(messages[0])
     text = err[start:].strip()
     # the message: 1-2 lines (nothing may follow it), short, no traceback / Namespace dump / usage text
+    print(f"exit {exc.value.code}, {len(text.splitlines())} line(s): {text}")  # shown with pytest -rP
     assert 1 <= len(text.splitlines()) <= 2, text
     assert len(text) <= 600, text
     for bad in ("Traceback", "Namespace(", "usage:", "Given value type"):
