@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import subprocess
 from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
@@ -88,7 +89,7 @@ def _load(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        first = re.sub(r"\x1b\[[0-9;]*m", "", str(e).strip().splitlines()[0]) if str(e).strip() else ""
         low = str(e).lower()
         if "weights_only" in low or "weights only" in low or "unsupported global" in low:
             raise MMBenchError(
