@@ -23,13 +23,13 @@ from pathlib import Path
 import pytest
 
 from mmbench import sweep
-from mmbench.errors import MMBenchError
+from mmbench.errors import MMBenchError, SweepIncompleteError
 from mmbench.registry import UnknownNameError
 from mmbench.results import RESULT_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "experiments/sweeps/smoke.yaml"
-PROVENANCE = ("run_dir", "timestamp", "config_hash")
+PROVENANCE = ("run_dir", "timestamp", "config_hash", "ckpt_path")  # ckpt_path lies inside the run dir
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -407,7 +407,7 @@ def test_instantiation_errors_are_reported_per_pair(at_root):
         (["--rates=[1.5]"], r"rates: rate must be in \[0, 1\]"),
         (['--trainer={"logger": false}'], r"trainer.logger is set by the sweep"),
         (["--name=a b"], r"sweep name 'a b' must be"),
-        (["--methodz=all"], r"sweep spec: .*methodz"),
+        (["--methodz=all"], r"sweep spec( \S+)?: .*methodz"),
         (
             ['--missing=[{"class_path": "FixedPattern", "init_args": {"observed": ["flair"]}}]'],
             r"training missingness 'fixed-flair' does not fit dataset 'avmnist-lite'",
@@ -450,7 +450,7 @@ def test_validate_results_rejects_bad_files(tmp_path):
 
 def test_failed_cell_is_marked_and_reported(at_root, tmp_path):
     args = ["--config", str(SMOKE), f"--output={tmp_path}", "--executor=debug", "--num_seeds=1", "--rates=[0.3]"]
-    with pytest.raises(MMBenchError, match=r"1 of 1 cells failed"):
+    with pytest.raises(SweepIncompleteError, match=r"1 cells, 1 failed"):
         sweep.cli([*args, "--check=false", "--", "--model.init_args.hidden_dimm=3"])
     (cell,) = [p for p in (tmp_path / "smoke").iterdir() if p.is_dir() and not p.name.startswith(".")]
     assert sweep.cell_status(cell) == "failed" and not (cell / sweep.RESULTS).exists()

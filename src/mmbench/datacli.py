@@ -33,17 +33,28 @@ def brats_synth(out: str, cases: int = 24, seed: int = 0, spacing_mm: float = 2.
 
 def cli(args: list[str]) -> None:
     """Dispatch ``mmbench data <tool> ...``."""
+    import argparse
+
     from jsonargparse import ArgumentParser
 
-    parser = ArgumentParser(prog="mmbench data", description="data utilities")
+    from mmbench.errors import summarize_parser_error
+
+    parser = ArgumentParser(prog="mmbench data", description="data utilities", exit_on_error=False, allow_abbrev=False)
     sub = parser.add_subcommands()
-    synth = ArgumentParser(description="write semi-synthetic BraTS case folders (BraTS 2018-2021 naming)")
+    synth = ArgumentParser(
+        description="write semi-synthetic BraTS case folders (BraTS 2018-2021 naming)",
+        exit_on_error=False,
+        allow_abbrev=False,
+    )
     synth.add_argument("--out", type=str, required=True, help="output folder")
     synth.add_argument("--cases", type=int, default=24, help="number of cases")
     synth.add_argument("--seed", type=int, default=0, help="generator seed")
     synth.add_argument("--spacing_mm", type=float, default=2.0, help="voxel spacing of the written grid (mm)")
     sub.add_subcommand("brats-synth", synth)
-    ns = parser.parse_args(args)
+    try:
+        ns = parser.parse_args(args)
+    except argparse.ArgumentError as e:
+        raise MMBenchError(f"mmbench data: {summarize_parser_error(str(e))}") from None
     if ns.subcommand == "brats-synth":
         opts = ns["brats-synth"]
         brats_synth(opts.out, opts.cases, opts.seed, opts.spacing_mm)

@@ -11,7 +11,6 @@ import datetime as _dt
 import hashlib
 import math
 import os
-import subprocess
 from collections.abc import Iterable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -21,6 +20,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 
+from mmbench.provenance import source_provenance, weights_provenance
 from mmbench.schema import RESULT_COLUMNS, RESULTS_FILE
 
 __all__ = ["RESULT_COLUMNS", "ResultsWriter", "format_variant", "training_identity", "write_rows_atomic"]
@@ -31,16 +31,6 @@ def _pkg_version(name: str) -> str:
         return version(name)
     except PackageNotFoundError:
         return ""
-
-
-def _git_sha() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=5, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return out.stdout.strip() if out.returncode == 0 else ""
 
 
 def format_variant(switches: Mapping[str, object]) -> str:
@@ -60,14 +50,21 @@ def write_rows_atomic(path: Path, rows: Iterable[Mapping[str, Any]], columns: It
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     cols = list(columns)
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=cols, extrasaction="raise")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({c: _cell(row.get(c, "")) for c in cols})
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=cols, extrasaction="raise")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({c: _cell(row.get(c, "")) for c in cols})
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no .results.csv.<pid>.tmp behind
+        raise OSError(e.errno, e.strerror or str(e), str(e.filename or path)) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _first(x: Any) -> Any:
@@ -137,12 +134,9 @@ class ResultsWriter(Callback):
             "method_variant": format_variant(variant),
             **training_identity(trainer, pl_module),
             "seed": os.environ.get("PL_GLOBAL_SEED", ""),
-            "ckpt_selection": self.ckpt_selection,
-            "epoch": trainer.current_epoch,
-            "global_step": trainer.global_step,
+            **weights_provenance(trainer, self.ckpt_selection),  # epoch, global_step, ckpt_path, ckpt_selection
             "config_hash": config_hash,
-            "git_sha": _git_sha(),
-            "mmbench_version": _pkg_version("mmbench"),
+            **source_provenance(),  # git_sha (mmbench's own checkout), git_dirty, mmbench_version
             "torch_version": _pkg_version("torch"),
             "lightning_version": _pkg_version("lightning"),
             "torchmetrics_version": _pkg_version("torchmetrics"),

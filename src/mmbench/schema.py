@@ -49,13 +49,15 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "epoch",
     "global_step",
     "config_hash",  # sha256 of the resolved config.yaml
-    "git_sha",
+    "git_sha",  # mmbench's own source checkout (not the working directory), "" when not a checkout
     "mmbench_version",
     "torch_version",
     "lightning_version",
     "torchmetrics_version",
     "run_dir",
     "timestamp",  # ISO 8601 UTC
+    "ckpt_path",  # checkpoint file whose weights were tested ("" = in-memory weights without a matching checkpoint)
+    "git_dirty",  # "true" | "false": uncommitted edits in mmbench's own checkout; "" when not a checkout
 )
 
 PREDICTIONS_FILE = "predictions.parquet"

@@ -13,20 +13,32 @@ Masks are attached here, never by methods:
   that protocol's ``MaskTable``; its hash goes into every result row.
 
 Under DDP, val/test loaders shard without padding (``UnrepeatedDistributedSampler``) so each row counts once.
+
+Worker count never changes results. The training order is a pure function of (run seed ``PL_GLOBAL_SEED``, split,
+epoch) (:class:`EpochRandomSampler`; Lightning calls its ``set_epoch``), not of how many iterators were made: a
+persistent multi-worker loader prefetches from a fresh sampler iterator where a 0-worker loader does not, which
+shifted every later epoch's order. Worker seeds come from the loader's own ``torch.Generator``, so no loader draws
+from the global RNG that model initialisation and dropout use (a loader without a generator draws from it once
+per iterator: once per epoch with 0 workers, once per run with persistent workers); each worker seeds ``random``
+and ``numpy`` from its torch seed (``seed_worker``). Random augmentations are per-sample seeded (e.g.
+``BraTSPatchDataset``), so they do not depend on which worker draws them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import random
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
+import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from mmbench.masks import (
     AllPatterns,
@@ -40,7 +52,15 @@ from mmbench.masks import (
 )
 from mmbench.types import Task
 
-__all__ = ["EvalDataset", "MultimodalDataModule", "TensorSplit", "index_hash"]
+__all__ = [
+    "EpochRandomSampler",
+    "EvalDataset",
+    "MultimodalDataModule",
+    "TensorSplit",
+    "index_hash",
+    "loader_generator",
+    "seed_worker",
+]
 
 SPLITS = ("train", "val", "test")
 
@@ -51,6 +71,50 @@ def index_hash(*parts: Sequence[Any]) -> str:
     for part in parts:
         h.update(("|".join(str(p) for p in part) + "#").encode())
     return "sha256:" + h.hexdigest()[:16]
+
+
+def loader_generator(split: str, purpose: str, epoch: int = 0) -> torch.Generator:
+    """A ``torch.Generator`` for ``purpose`` (``"sampler"`` or ``"workers"``) of ``split``'s loader in ``epoch``.
+
+    Seeded from the run seed (``PL_GLOBAL_SEED``, set by ``seed_everything``; 0 when unset), the split, the purpose
+    and the epoch, so shuffling is reproducible, differs across seeds, and never draws from the global RNG.
+    """
+    seed = os.environ.get("PL_GLOBAL_SEED", "0") or "0"
+    digest = hashlib.sha256(f"{seed}|{split}|{purpose}|{epoch}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
+class EpochRandomSampler(RandomSampler):
+    """A shuffling sampler whose order is a pure function of (run seed, split, epoch).
+
+    Lightning calls ``set_epoch`` at the start of every training epoch. A ``RandomSampler`` subclass, so Lightning
+    still sees a shuffled loader (and shuffles its ``DistributedSampler`` under DDP).
+
+    Args:
+        data_source: the dataset.
+        split: split name (part of the seed).
+    """
+
+    def __init__(self, data_source: Dataset, split: str) -> None:
+        super().__init__(data_source)  # type: ignore[arg-type]
+        self.split = split
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the order of ``epoch``."""
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Any:
+        n = len(self.data_source)
+        order = torch.randperm(n, generator=loader_generator(self.split, "sampler", self.epoch))
+        yield from order.tolist()
+
+
+def seed_worker(worker_id: int) -> None:
+    """``worker_init_fn``: seed ``random`` and ``numpy`` from the worker's torch seed (base seed + worker id)."""
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
 
 
 class TensorSplit(Dataset):
@@ -271,34 +335,38 @@ class MultimodalDataModule(pl.LightningDataModule, ABC):
         trainer = self.trainer
         return trainer is not None and trainer.strategy.root_device.type == "cuda"
 
-    def _loader(self, dataset: Dataset, shuffle: bool, batch_size: int) -> DataLoader:
-        sampler = None
+    def _loader(self, dataset: Dataset, shuffle: bool, batch_size: int, split: str) -> DataLoader:
+        sampler: Any = None
         trainer = self.trainer
         if not shuffle and trainer is not None and trainer.world_size > 1:
             # shard without padding so that every evaluation row counts exactly once
             sampler = UnrepeatedDistributedSampler(
                 dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
             )
+        elif shuffle:
+            # own generator: the order depends on the seed only, not on the global RNG or the worker count
+            sampler = EpochRandomSampler(dataset, split)
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle and sampler is None,
             sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory,
+            generator=loader_generator(split, "workers"),
+            worker_init_fn=seed_worker if self.num_workers > 0 else None,
         )
 
     def train_dataloader(self) -> DataLoader:  # noqa: D102
-        return self._loader(self._dataset("train"), True, self.batch_size)
+        return self._loader(self._dataset("train"), True, self.batch_size, "train")
 
     def val_dataloader(self) -> DataLoader:  # noqa: D102
-        return self._loader(self._dataset("val"), False, self.eval_batch_size)
+        return self._loader(self._dataset("val"), False, self.eval_batch_size, "val")
 
     def test_dataloader(self) -> list[DataLoader]:  # noqa: D102
         base = self._dataset("test")
         return [
-            self._loader(EvalDataset(base, self.mask_table(p)), False, self.eval_batch_size)
+            self._loader(EvalDataset(base, self.mask_table(p)), False, self.eval_batch_size, "test")
             for p in self.eval_protocols
         ]
 

@@ -68,6 +68,8 @@ PER_RUN_COLUMNS: tuple[str, ...] = (
     "torchmetrics_version",
     "run_dir",
     "timestamp",
+    "ckpt_path",
+    "git_dirty",
     "notes",
     "results_file",
 )

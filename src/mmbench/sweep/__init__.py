@@ -24,6 +24,11 @@ and run again: the fit writes ``results.partial.csv``, which is validated and re
 ``COMPLETE`` is written, so a cell killed at any point never leaves a ``results.csv`` that counts. Cells hold an
 exclusive ``flock`` while running, so two sweep processes never work on (or write into) the same cell.
 
+**Exit codes** (``mmbench sweep``, ``mmbench demo``): 0 when every cell is complete; 2 for a bad spec or an output
+folder that cannot be written (checked before the expansion); 3 (``mmbench.errors.EXIT_INCOMPLETE``) when cells
+were left failed or busy (held by another process's lock), so that scripts never mistake a running or broken sweep
+for a finished one; ``mmbench demo`` builds no tables then.
+
 **Executors** (``local`` and ``slurm`` through submitit, no home-made scheduler):
 
 * ``local``: ``submitit.LocalExecutor``; each cell is its own process, ``parallel`` at a time (default: one cell per

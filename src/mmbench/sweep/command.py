@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from mmbench.errors import MMBenchError
@@ -11,7 +14,7 @@ from mmbench.sweep.grid import Grid, expand
 from mmbench.sweep.markers import cell_status
 from mmbench.sweep.spec import load_spec
 
-__all__ = ["cli", "format_grid"]
+__all__ = ["check_writable", "cli", "format_grid"]
 
 
 def format_grid(grid: Grid) -> str:
@@ -32,6 +35,21 @@ def format_grid(grid: Grid) -> str:
     return "\n".join(lines)
 
 
+def check_writable(root: Path) -> None:
+    """Fail before the (slow) expansion when the sweep cannot write its run dirs.
+
+    Raises:
+        MMBenchError: ``root`` cannot be created or written (read-only file system, permissions, full disk).
+    """
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".writable.", dir=root)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise MMBenchError(f"sweep output {root} is not writable: {e.strerror or e}") from None
+
+
 # ---------------------------------------------------------------------------------------------------------- CLI
 def cli(args: list[str]) -> list[dict[str, Any]] | Grid:
     """``mmbench sweep --config experiments/sweeps/NAME.yaml [--dry-run] [--executor E] [--parallel N] ...``.
@@ -49,6 +67,8 @@ def cli(args: list[str]) -> list[dict[str, Any]] | Grid:
         i = args.index("--")
         args, extra = args[:i], args[i + 1 :]
     loaded, options = load_spec(args)
+    if not options["dry_run"]:
+        check_writable(Path(loaded.spec.output) / loaded.spec.name)
     grid = expand(
         loaded,
         num_seeds=options["num_seeds"],

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mmbench.errors import MMBenchError
+from mmbench.errors import MMBenchError, SweepIncompleteError, one_line
 from mmbench.sweep.cell import OUTCOME_PREFIX, _task, execute_cell
 from mmbench.sweep.grid import Grid, GridCell
 from mmbench.sweep.markers import FAILED, LOCK, _write_atomic, cell_status
@@ -272,6 +272,7 @@ def run_grid(
     threads = _threads(spec, executor, parallel)
     tasks: dict[str, Path] = {}
     skipped = 0
+    busy: list[str] = []
     for cell in grid.cells:
         status = cell_status(cell.cell_dir)
         if status == "complete":
@@ -279,16 +280,19 @@ def run_grid(
             continue
         if status == "running":
             print(f"  running   {cell.cell_id} (locked by another process; skipped)")
+            busy.append(cell.cell_id)
             continue
         path = (task_dir / f"{cell.cell_id}.json").resolve()
         _write_atomic(path, json.dumps(_task(cell, cwd, threads, spec.wandb, executor), indent=1) + "\n")
         tasks[cell.cell_id] = path
     print(
-        f"sweep {spec.name}: {len(grid.cells)} cells, {skipped} complete, {len(tasks)} to run "
-        f"({executor}{f', {parallel} at a time' if parallel else ''}) → {grid.root}",
+        f"sweep {spec.name}: {len(grid.cells)} cells, {skipped} complete, {len(tasks)} to run"
+        + (f", {len(busy)} busy" if busy else "")
+        + f" ({executor}{f', {parallel} at a time' if parallel else ''}) → {grid.root}",
         flush=True,
     )
     if not tasks:
+        _raise_incomplete(grid, [], busy)
         return []
     if spec.wandb:
         os.environ.setdefault("WANDB_MODE", "offline")
@@ -300,15 +304,31 @@ def run_grid(
             "resume"
         ) from None
     failed = [o for o in outcomes if o.get("status") == "failed"]
+    busy += [o["cell_id"] for o in outcomes if o.get("status") == "busy"]
     done = sum(o.get("status") in ("complete", "skipped") for o in outcomes) + skipped
-    print(f"sweep {spec.name}: {done}/{len(grid.cells)} complete, {len(failed)} failed", flush=True)
-    if failed:
-        lines = "\n".join(f"  {o['cell_id']}: {o.get('error', '')}" for o in failed)
-        raise MMBenchError(
-            f"{len(failed)} of {len(grid.cells)} cells failed (see <cell>/fit.log and <cell>/FAILED; "
-            f"re-run to retry them):\n{lines}"
-        )
+    print(
+        f"sweep {spec.name}: {done}/{len(grid.cells)} complete, {len(failed)} failed"
+        + (f", {len(busy)} busy" if busy else ""),
+        flush=True,
+    )
+    _raise_incomplete(grid, failed, busy)
     return outcomes
+
+
+def _raise_incomplete(grid: Grid, failed: list[dict[str, Any]], busy: list[str]) -> None:
+    """Exit code 3 (``SweepIncompleteError``) when cells were left failed or busy; one line saying which."""
+    if not failed and not busy:
+        return
+    parts = []
+    if failed:
+        first = failed[0]
+        error = one_line(first.get("error", ""), 200)
+        parts.append(f"{len(failed)} failed (first: {first['cell_id']}: {error}; see <cell>/fit.log and <cell>/FAILED)")
+    if busy:
+        parts.append(f"{len(busy)} busy, held by another process (first: {busy[0]})")
+    raise SweepIncompleteError(
+        f"sweep {grid.spec.name} is incomplete: {len(grid.cells)} cells, " + ", ".join(parts) + "; re-run to resume"
+    )
 
 
 def _execute(

@@ -441,6 +441,8 @@ def _check_fit(argv: list[str]) -> str | None:
     with _quiet() as buf, _restore_env(saved_env):
         try:
             cli_main(args, run=False)
+        except (MMBenchError, UnknownNameError) as e:
+            return _short_error(str(e))
         except SystemExit:
             text = buf.getvalue()
             found = re.search(r"error: (.*)", text, re.S)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from mmbench.errors import MMBenchError
+from mmbench.errors import MMBenchError, summarize_parser_error
 from mmbench.masks import EvalProtocol, MissingnessSpec
 
 __all__ = ["DatasetEntry", "LoadedSpec", "MethodEntry", "SlurmOptions", "SweepSpec", "load_spec"]
@@ -154,6 +154,7 @@ def _parser() -> Any:
             "(e.g. -- --trainer.max_epochs=1)."
         ),
         exit_on_error=False,
+        allow_abbrev=False,
         default_env=False,
     )
     p.add_argument("-c", "--config", action=ActionConfigFile, help="sweep spec YAML (experiments/sweeps/NAME.yaml)")
@@ -178,6 +179,14 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
+def _spec_files(args: Sequence[str]) -> str:
+    """`` <file>`` of the ``--config`` arguments (for messages), or ``""``."""
+    args = list(args)
+    files = [a.split("=", 1)[1] for a in args if a.startswith(("--config=", "-c="))]
+    files += [args[i + 1] for i, a in enumerate(args[:-1]) if a in ("--config", "-c")]
+    return f" {', '.join(files)}" if files else ""
+
+
 def load_spec(args: Sequence[str]) -> tuple[LoadedSpec, dict[str, Any]]:
     """Parse ``mmbench sweep`` arguments (without the part after ``--``).
 
@@ -186,16 +195,20 @@ def load_spec(args: Sequence[str]) -> tuple[LoadedSpec, dict[str, Any]]:
     """
     import argparse
 
+    from mmbench.registry import install_slug_resolution
+
+    install_slug_resolution()
     parser = _parser()
+    where = _spec_files(args)
     try:
         cfg = parser.parse_args(list(args))
     except argparse.ArgumentError as e:
-        raise MMBenchError(f"sweep spec: {e}") from None
+        raise MMBenchError(f"sweep spec{where}: {summarize_parser_error(str(e))}") from None
     raw = _plain(cfg)
     try:
         init = parser.instantiate(cfg) if hasattr(parser, "instantiate") else parser.instantiate_classes(cfg)
     except (ValueError, TypeError) as e:
-        raise MMBenchError(f"sweep spec: {e}") from None
+        raise MMBenchError(f"sweep spec{where}: {summarize_parser_error(str(e))}") from None
     values = {f.name: init[f.name] for f in dataclasses.fields(SweepSpec)}
     spec = SweepSpec(**values)
     options = {k: raw[k] for k in ("dry_run", "num_seeds", "check", "wait")}
