@@ -49,6 +49,7 @@ __all__ = [
     "DEFAULT_TALKERS",
     "N_MELS",
     "PCABasis",
+    "babble_draws",
     "babble_power",
     "babble_sources",
     "degrade_audio",
@@ -230,6 +231,13 @@ def babble_sources(split: np.ndarray, talkers: int, rng: np.random.Generator) ->
     return sources
 
 
+def babble_draws(split: np.ndarray, talkers: int, seed: int = DEGRADE_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """The seeded babble draws: ``(sources int64[N, talkers]`` (``babble_sources``), ``offsets int64[N, talkers])``."""
+    rng = np.random.Generator(np.random.PCG64(seed))
+    sources = babble_sources(split, talkers, rng)
+    return sources, rng.integers(0, 1 << 30, size=sources.shape)
+
+
 def babble_power(
     power: np.ndarray, lengths: np.ndarray, target: int, sources: np.ndarray, offsets: np.ndarray
 ) -> np.ndarray:
@@ -273,12 +281,10 @@ def degrade_audio(
         raise ValueError(f"babble needs at least 1 talker, got {talkers}")
     if not np.isfinite(target_snr_db):
         raise ValueError(f"SNR must be a finite number of dB, got {target_snr_db}")
-    rng = np.random.Generator(np.random.PCG64(seed))
     lengths = valid_frames(mfcc)
     if np.any(lengths == 0):
         raise ValueError(f"{int(np.sum(lengths == 0))} clip(s) have no non-zero MFCC frame")
-    sources = babble_sources(split, talkers, rng)
-    offsets = rng.integers(0, 1 << 30, size=sources.shape)
+    sources, offsets = babble_draws(split, talkers, seed)
     power = mfcc_to_mel_power(mfcc)  # [N, T, F]
     out = np.zeros(mfcc.shape, dtype=np.float32)
     for i in range(len(mfcc)):
