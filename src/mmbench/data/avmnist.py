@@ -488,7 +488,7 @@ class AVMNISTDataModule(MultimodalDataModule):
         if variant == "multibench" and audio_noise_std:
             raise ValueError("audio_noise_std is not supported for variant 'multibench' (its audio is already noisy)")
         if variant in ("lite", "lite-degraded") and root is not None:
-            raise ValueError("variant 'lite' is embedded and takes no root; did you mean variant 'multibench'?")
+            raise ValueError(f"variant {variant!r} is embedded and takes no root; did you mean variant 'multibench'?")
         if variant in ("multibench", "wav") and root is None:
             what = "the MultiBench avmnist folder" if variant == "multibench" else "a folder of spoken-digit clips"
             raise ValueError(f"variant {variant!r} needs root: {what}")
