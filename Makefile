@@ -83,7 +83,10 @@ sweep-brats: ## every segmentation method × 3 missing rates × SEEDS seeds on s
 sweep-features: ## every method × 4 missing rates × SEEDS seeds on the three-view features (mfeat)
 	$(MAKE) sweep SWEEP=experiments/sweeps/features.yaml
 
-.PHONY: sweep sweep-avmnist sweep-brats sweep-features
+sweep-features6: ## 4 methods × SEEDS seeds on all six mfeat views (63 patterns, all_patterns); a few minutes
+	$(MAKE) sweep SWEEP=experiments/sweeps/features6.yaml
+
+.PHONY: sweep sweep-avmnist sweep-brats sweep-features sweep-features6
 
 LEADERBOARD_ARGS ?=
 

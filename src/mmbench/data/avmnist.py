@@ -12,6 +12,10 @@ image of that digit (3,000 pairs), then split 80/10/10 stratified by class with 
 is clean FSDD MFCCs, not 112×112 spectrograms with ESC-50 noise, and the set is 23× smaller. Both modalities come
 from the same sources as AV-MNIST (MNIST + FSDD), so the digit labels and modality roles match.
 
+``variant="lite-degraded"`` is lite's pairs and split made harder as the AV-MNIST benchmark is: images keep a share
+(default 25 %) of the training images' PCA energy, and each clip is mixed with same-split FSDD babble at a fixed SNR
+(default 0 dB, 6 talkers) in the mel-power domain, since lite has no waveforms; see ``mmbench.data.degrade``.
+
 ``variant="multibench"`` reads the user's copy of MultiBench's AV-MNIST (``datasets/avmnist/get_data.py``):
 ``root/image/{train,test}_data.npy`` (N×784 or N×28×28), ``root/audio/{train,test}_data.npy`` (N×112×112
 spectrograms), ``root/{train,test}_labels.npy``. As in MultiBench, both modalities are divided by 255 and get a
@@ -48,6 +52,7 @@ from torch.utils.data import Dataset
 
 from mmbench.data.audio import FSDD_LABEL_PATTERN, AudioFeatures, AudioFolder
 from mmbench.data.base import MultimodalDataModule, TensorSplit, index_hash
+from mmbench.data.degrade import DEFAULT_PCA_ENERGY, DEFAULT_SNR_DB, DEFAULT_TALKERS, load_avmnist_lite_degraded
 from mmbench.data.sources import packaged_path, sha256_file
 from mmbench.errors import DataIntegrityError
 from mmbench.masks import EvalProtocol, MissingnessSpec, PatternProtocol, PerClassFraction
@@ -299,14 +304,19 @@ class _NpyPairs(Dataset):
 class AVMNISTDataModule(MultimodalDataModule):
     """Image + audio digits (AV-MNIST family). Modalities ``("image", "audio")``, 10 classes.
 
-    Variants (see the module docstring): ``"lite"`` (embedded default), ``"multibench"`` (your MultiBench copy),
-    ``"smil"`` (SMIL/ShaSpec Table 3 protocol, 1,500 pairs) and ``"wav"`` (MNIST images + your WAV folder).
+    Variants (see the module docstring): ``"lite"`` (embedded default), ``"lite-degraded"`` (lite's pairs with
+    AV-MNIST-style PCA-energy images and babble-noised audio, ``mmbench.data.degrade``), ``"multibench"`` (your
+    MultiBench copy), ``"smil"`` (SMIL/ShaSpec Table 3 protocol, 1,500 pairs) and ``"wav"`` (MNIST images + your WAV
+    folder).
 
     Input shapes: ``image`` ``(1, 28, 28)`` in every variant; ``audio`` ``(32, 13)`` MFCC frames (lite, smil),
     ``(1, 112, 112)`` spectrogram (multibench) or ``audio_features.shape`` (wav, smil with ``root``).
 
     Args:
-        variant: ``"lite"``, ``"multibench"``, ``"smil"`` or ``"wav"``.
+        variant: ``"lite"``, ``"lite-degraded"``, ``"multibench"``, ``"smil"`` or ``"wav"``.
+        pca_energy: ``lite-degraded`` only: share of the training images' PCA energy kept (default 0.25).
+        snr_db: ``lite-degraded`` only: speech-to-babble ratio of every clip in dB (default 0).
+        babble_talkers: ``lite-degraded`` only: FSDD clips summed into each clip's babble (default 6).
         audio_noise_std: std of Gaussian noise added to the standardised audio features (fixed per sample, seed 0),
             to make audio less dominant, as AV-MNIST's noisy audio is; 0 = clean. Not for ``multibench``.
         root: ``multibench``: the MultiBench ``avmnist`` folder; ``wav``: a folder of spoken-digit clips; ``smil``:
@@ -332,8 +342,11 @@ class AVMNISTDataModule(MultimodalDataModule):
 
     def __init__(
         self,
-        variant: Literal["lite", "multibench", "smil", "wav"] = "lite",
+        variant: Literal["lite", "lite-degraded", "multibench", "smil", "wav"] = "lite",
         audio_noise_std: float = 0.0,
+        pca_energy: float | None = None,
+        snr_db: float | None = None,
+        babble_talkers: int | None = None,
         root: str | None = None,
         audio_fraction: float | None = None,
         val_per_class: int = 15,
@@ -348,8 +361,14 @@ class AVMNISTDataModule(MultimodalDataModule):
         eval_batch_size: int | None = None,
         num_workers: int = 0,
     ) -> None:
-        if variant not in ("lite", "multibench", "smil", "wav"):
-            raise ValueError(f"unknown AV-MNIST variant {variant!r}; expected 'lite', 'multibench', 'smil' or 'wav'")
+        if variant not in ("lite", "lite-degraded", "multibench", "smil", "wav"):
+            raise ValueError(
+                f"unknown AV-MNIST variant {variant!r}; expected 'lite', 'lite-degraded', 'multibench', 'smil' or 'wav'"
+            )
+        degrade = {"pca_energy": pca_energy, "snr_db": snr_db, "babble_talkers": babble_talkers}
+        if variant != "lite-degraded" and any(v is not None for v in degrade.values()):
+            given = sorted(k for k, v in degrade.items() if v is not None)
+            raise ValueError(f"{', '.join(given)}: for variant 'lite-degraded' only (got variant {variant!r})")
         if variant == "smil":
             if audio_fraction is not None and missingness is not None:
                 raise ValueError("give either audio_fraction or missingness for variant 'smil', not both")
@@ -366,8 +385,8 @@ class AVMNISTDataModule(MultimodalDataModule):
             raise ValueError(f"audio_noise_std must be >= 0, got {audio_noise_std}")
         if variant == "multibench" and audio_noise_std:
             raise ValueError("audio_noise_std is not supported for variant 'multibench' (its audio is already noisy)")
-        if variant == "lite" and root is not None:
-            raise ValueError("variant 'lite' is embedded and takes no root; did you mean variant 'multibench'?")
+        if variant in ("lite", "lite-degraded") and root is not None:
+            raise ValueError(f"variant {variant!r} is embedded and takes no root; did you mean variant 'multibench'?")
         if variant in ("multibench", "wav") and root is None:
             what = "the MultiBench avmnist folder" if variant == "multibench" else "a folder of spoken-digit clips"
             raise ValueError(f"variant {variant!r} needs root: {what}")
@@ -378,6 +397,16 @@ class AVMNISTDataModule(MultimodalDataModule):
             raise ValueError(f"val_per_class must be in [0, {SMIL_TRAIN_PER_CLASS}), got {val_per_class}")
         self.variant = variant
         self.audio_noise_std = audio_noise_std
+        self.pca_energy = float(DEFAULT_PCA_ENERGY if pca_energy is None else pca_energy)
+        self.snr_db = float(DEFAULT_SNR_DB if snr_db is None else snr_db)
+        self.babble_talkers = int(DEFAULT_TALKERS if babble_talkers is None else babble_talkers)
+        if variant == "lite-degraded":
+            if not 0.0 < self.pca_energy <= 1.0:
+                raise ValueError(f"pca_energy must be in (0, 1], got {self.pca_energy}")
+            if not math.isfinite(self.snr_db):
+                raise ValueError(f"snr_db must be a finite number of dB, got {self.snr_db}")
+            if self.babble_talkers < 1:
+                raise ValueError(f"babble_talkers must be >= 1, got {self.babble_talkers}")
         self.root = None if root is None else Path(root)
         self.val_per_class = int(val_per_class)
         self.val_size = int(val_size)
@@ -425,6 +454,9 @@ class AVMNISTDataModule(MultimodalDataModule):
         noise = f"noise={self.audio_noise_std:g}" if self.audio_noise_std else ""
         if self.variant == "lite":
             return f"lite({noise})" if noise else "lite"
+        if self.variant == "lite-degraded":
+            body = f"pca={self.pca_energy:g},snr={self.snr_db:g},babble={self.babble_talkers}"
+            return f"lite-degraded({body},{noise})" if noise else f"lite-degraded({body})"
         if self.variant == "multibench":
             return "multibench"
         parts = [f"wav:{self.audio_features.describe()}"] if self._folder is not None else []
@@ -439,7 +471,7 @@ class AVMNISTDataModule(MultimodalDataModule):
 
     @property
     def split_hash(self) -> str:  # noqa: D102
-        if self.variant == "lite":
+        if self.variant in ("lite", "lite-degraded"):  # the same pairs and split
             return index_hash(["avmnist-lite", PAIRING_SEED, SPLIT_SEED, *SPLIT_FRACTIONS])
         if self.variant == "multibench":
             assert self.root is not None
@@ -485,6 +517,8 @@ class AVMNISTDataModule(MultimodalDataModule):
         if self._arrays is None:
             if self.variant == "lite":
                 self._arrays = _lite_arrays()
+            elif self.variant == "lite-degraded":
+                self._arrays = load_avmnist_lite_degraded(self.pca_energy, self.snr_db, self.babble_talkers)
             elif self.variant == "smil":
                 self._arrays = self._smil_arrays()
             else:
