@@ -179,3 +179,21 @@ def test_eval_tables_and_hashes():
     assert r1.hash != RateProtocol(0.5).table(MODS, 100, seed=1).hash
     assert r1.hash != RateProtocol(0.3).table(MODS, 100, seed=0).hash
     assert r1.hash.startswith("sha256:")
+
+
+@pytest.mark.parametrize(
+    ("spec", "regime"),
+    [
+        (None, "full"),
+        (FixedPattern(["a"]), "dedicated"),
+        (WarmupThen(3, FixedPattern(["a"])), "dedicated"),  # ShaSpec's warm-up, then one dedicated pattern
+        (WarmupThen(3, BernoulliMissing(0.5)), "non-dedicated"),
+        (WarmupThen(3, BernoulliMissing(0.0)), "non-dedicated"),  # a warm-up is never "full"
+        (BernoulliMissing(0.5), "non-dedicated"),
+    ],
+)
+def test_training_regime_labels(spec, regime):
+    from mmbench.data.synthetic import SyntheticDataModule
+
+    dm = SyntheticDataModule(input_shapes={"a": [3], "b": [2]}, num_samples=(8, 4, 4), missingness=spec)
+    assert dm.training_regime == regime
