@@ -38,8 +38,14 @@ test: $(STAMP) ## the test suite (not the slow checks); under 20 minutes on 2 CP
 test-slow: $(STAMP) ## the slow checks only
 	$(BIN)/python -m pytest -m "slow" -q
 
-test-gpu: $(STAMP) ## the GPU-marked checks (needs CUDA)
-	$(BIN)/python -m pytest -m "gpu" -q
+PYTEST_GPU_ARGS ?=
+BENCH_GPU_ARGS ?= --device cuda --out runs/bench_gpu.json
+
+test-gpu: $(STAMP) ## the CUDA cases of tests/gpu (every method × task, fp32 + bf16-mixed; skipped without CUDA)
+	$(BIN)/python -m pytest tests/gpu -m "gpu" -q -p no:cacheprovider $(PYTEST_GPU_ARGS)
+
+bench-gpu: $(STAMP) ## GPU figures (ShaSpec/U-Net steps, sliding window, imputer, loader, demo cell) → runs/bench_gpu.json
+	$(BIN)/python tests/benchmarks/bench_gpu.py $(BENCH_GPU_ARGS)
 
 bench: $(STAMP) ## performance benchmarks (print figures)
 	$(BIN)/python -m pytest tests/benchmarks -q -s -m "slow or not slow"
@@ -56,7 +62,7 @@ format: $(STAMP) ## apply ruff fixes and formatting
 clean: ## remove caches and run outputs (keeps .venv)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache runs lightning_logs wandb
 
-.PHONY: help install demo test test-slow test-gpu bench lint format clean
+.PHONY: help install demo test test-slow test-gpu bench-gpu bench lint format clean
 
 # ---- sweeps: `mmbench sweep` over experiments/sweeps/*.yaml (resumable: re-run to finish or retry cells)
 # EXECUTOR=local|slurm|debug, SEEDS=n (first n seeds), PARALLEL=n (cells at a time; unset = one per GPU, else 1),

@@ -11,11 +11,15 @@ from mmbench.masks import (
     AllPatterns,
     BernoulliMissing,
     FixedPattern,
+    MaskTable,
     PatternDistribution,
+    PatternProtocol,
+    PerClassFraction,
     RateProtocol,
     ShaSpecCodeSampler,
     WarmupThen,
     all_pattern_ids,
+    counter_uniform,
     pattern_id_from_name,
     pattern_ids,
     pattern_mask,
@@ -179,6 +183,123 @@ def test_eval_tables_and_hashes():
     assert r1.hash != RateProtocol(0.5).table(MODS, 100, seed=1).hash
     assert r1.hash != RateProtocol(0.3).table(MODS, 100, seed=0).hash
     assert r1.hash.startswith("sha256:")
+
+
+def _ladder_label(spec) -> str:
+    """The sweep's former isinstance ladder (``sweep.missing_label`` before specs described themselves)."""
+    import re
+
+    def slug(text: str) -> str:
+        out = re.sub(r"[^A-Za-z0-9._+=-]+", "-", text).strip("-.")
+        return re.sub(r"_{2,}", "_", out) or "x"
+
+    def fmt(x: float) -> str:
+        return f"{float(x):g}"
+
+    if isinstance(spec, BernoulliMissing):
+        if isinstance(spec.rate, dict):
+            label = "bernoulli-" + "-".join(f"{k}{fmt(v)}" for k, v in sorted(spec.rate.items()))
+        else:
+            label = f"bernoulli{fmt(spec.rate)}"
+        if spec.min_present != 1:
+            label += f"-min{spec.min_present}"
+    elif isinstance(spec, FixedPattern):
+        label = "fixed-" + "+".join(spec.observed)
+    elif isinstance(spec, PatternDistribution):
+        label = "patterns"
+    elif isinstance(spec, ShaSpecCodeSampler):
+        label = "shaspec-code"
+    elif isinstance(spec, WarmupThen):
+        label = f"warmup{spec.warmup_epochs}-{_ladder_label(spec.then)}"
+    else:
+        label = type(spec).__name__.lower()
+    return slug(label)
+
+
+LABEL_SPECS = [
+    BernoulliMissing(0.5),
+    BernoulliMissing(0.0),
+    BernoulliMissing(1 / 3, min_present=2),
+    BernoulliMissing({"t2": 0.25, "flair": 0.7}),
+    BernoulliMissing({"flair": 0.1}, min_present=0),
+    FixedPattern(["flair", "t1ce"]),
+    FixedPattern(["odd name.", "x"]),
+    PatternDistribution({"flair": 1.0, "t1+t2": 2.0}),
+    ShaSpecCodeSampler(),
+    WarmupThen(3, BernoulliMissing(0.7)),
+    WarmupThen(0, FixedPattern(["t1 ", "t2."])),
+    WarmupThen(2, WarmupThen(1, ShaSpecCodeSampler())),
+]
+
+
+@pytest.mark.parametrize("spec", LABEL_SPECS, ids=lambda s: type(s).__name__)
+def test_spec_labels_match_the_former_sweep_ladder(spec):
+    from mmbench.sweep import missing_label
+
+    assert missing_label(spec) == _ladder_label(spec)
+    assert missing_label(PerClassFraction("audio", 0.2)) == _ladder_label(PerClassFraction("audio", 0.2))
+
+
+def test_spec_labels_name_the_spec():
+    assert BernoulliMissing(0.5).label() == "bernoulli0.5"
+    assert BernoulliMissing({"t2": 0.25, "flair": 0.7}, min_present=2).label() == "bernoulli-flair0.7-t20.25-min2"
+    assert FixedPattern(["flair", "t1ce"]).label() == "fixed-flair+t1ce"
+    assert WarmupThen(3, BernoulliMissing(0.7)).label() == "warmup3-bernoulli0.7"
+
+
+def _smil_reference(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """SMIL's rule written out: per class, the floor(fraction·n_c + 0.5) samples with the smallest uniforms."""
+    u = counter_uniform(seed, "train:per_class_fraction", np.arange(len(labels)))
+    audio = np.zeros(len(labels), dtype=bool)
+    for c in set(labels.tolist()):
+        members = [i for i in range(len(labels)) if labels[i] == c]
+        k = math.floor(fraction * len(members) + 0.5)
+        audio[sorted(members, key=lambda i: (u[i], i))[:k]] = True
+    return np.stack([np.ones(len(labels), dtype=bool), audio], axis=1)  # [N, 2]: image always observed
+
+
+def test_per_class_fraction_is_a_spec_that_sees_labels():
+    labels = np.array([0] * 7 + [1] * 12 + [2] * 3)[np.random.default_rng(0).permutation(22)]
+    spec = PerClassFraction("audio", 0.3)
+    assert spec.needs_labels and WarmupThen(1, spec).needs_labels and not BernoulliMissing(0.5).needs_labels
+    idx = torch.tensor([3, 0, 21, 3, 10])
+    want = torch.from_numpy(_smil_reference(labels, 0.3, seed=4))
+    torch.testing.assert_close(spec.masks(("image", "audio"), 4, "train", torch.arange(22), labels=labels), want)
+    torch.testing.assert_close(spec.masks(("image", "audio"), 4, "train", idx, labels=labels), want[idx])
+    # through a warm-up: full modality first, then the per-class table
+    warm = WarmupThen(2, spec)
+    assert warm.masks(("image", "audio"), 4, "train", idx, epoch=1, labels=labels).all()
+    torch.testing.assert_close(warm.masks(("image", "audio"), 4, "train", idx, epoch=2, labels=labels), want[idx])
+    # other splits: every modality but the partial one, no labels needed
+    assert spec.masks(("image", "audio"), 4, "val", idx).tolist() == [[True, False]] * 5
+    with pytest.raises(ValueError, match="needs class labels"):
+        spec.masks(("image", "audio"), 4, "train", idx)
+
+
+def test_any_tensor_data_module_feeds_labels_to_a_label_aware_spec():
+    from mmbench.data.synthetic import SyntheticDataModule
+
+    dm = SyntheticDataModule(
+        input_shapes={"image": [3], "audio": [2]}, num_samples=(40, 8, 8), missingness=PerClassFraction("audio", 0.5)
+    )
+    dm.setup("fit")
+    labels = dm.datasets["train"].target.numpy()
+    want = torch.from_numpy(_smil_reference(labels, 0.5, seed=0))
+    torch.testing.assert_close(dm.masks_for("train", torch.arange(40)), want)
+    batch = dm.apply_missingness(next(iter(dm.train_dataloader())), "train")
+    torch.testing.assert_close(batch["mask"], want[batch["index"]])
+
+
+def test_pattern_protocol_masks_one_pattern_for_every_sample():
+    mods = ("flair", "t1", "t1ce", "t2")
+    table = PatternProtocol(["t2", "flair"]).table(mods, 5, seed=0, split="val")
+    assert table.protocol == "pattern(t2+flair)" and table.sample_index.tolist() == list(range(5))
+    assert table.mask.tolist() == [[True, False, False, True]] * 5
+    # the hash of the same rows built by hand (MaskTable.hash covers protocol, modalities, rows and masks)
+    by_hand = MaskTable("pattern(t2+flair)", mods, torch.arange(5), torch.tensor([[1, 0, 0, 1]] * 5).bool())
+    assert table.hash == by_hand.hash
+    with pytest.raises(ValueError, match="at least one"):
+        PatternProtocol([])
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ __all__ = ["cli"]
 
 def brats_synth(out: str, cases: int = 24, seed: int = 0, spacing_mm: float = 2.0) -> list[Path]:
     """Generate ``cases`` semi-synthetic BraTS cases into ``out`` and write ``out/splits/{train,val,test}.txt``."""
-    from mmbench.data.brats import random_split, write_split
+    from mmbench.data.brats.splits import random_split, write_split
     from mmbench.data.synthetic_brats import generate_cases
 
     if cases < 8:

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mmbench.schema import ALL
+
 __all__ = [
     "ALL",
     "AllPatterns",
@@ -32,6 +34,8 @@ __all__ = [
     "MaskTable",
     "MissingnessSpec",
     "PatternDistribution",
+    "PatternProtocol",
+    "PerClassFraction",
     "RateProtocol",
     "ShaSpecCodeSampler",
     "WarmupThen",
@@ -43,9 +47,6 @@ __all__ = [
     "pattern_name",
     "zero_fill",
 ]
-
-ALL = "all"
-"""The pattern key that stands for every sample."""
 
 
 # ----------------------------------------------------------------------------------------------------- patterns
@@ -160,7 +161,9 @@ def _mask_table(pids: np.ndarray, num_modalities: int) -> Tensor:
 class MissingnessSpec(ABC):
     """A distribution over missing-modality patterns, sampled i.i.d. per sample.
 
-    Subclasses define ``pattern_probs``; ``masks`` turns ``(seed, split, index, epoch)`` into masks.
+    Subclasses define ``pattern_probs``; ``masks`` turns ``(seed, split, index, epoch)`` into masks. A spec whose
+    masks depend on the class labels (``PerClassFraction``) sets ``needs_labels``; the data module then passes the
+    labels of the whole split to ``masks``.
 
     Args:
         resample_each_epoch: draw a new mask for every sample at every epoch (ShaSpec's random modes); the
@@ -170,6 +173,11 @@ class MissingnessSpec(ABC):
 
     def __init__(self, resample_each_epoch: bool = False) -> None:
         self.resample_each_epoch = resample_each_epoch
+
+    @property
+    def needs_labels(self) -> bool:
+        """Whether ``masks`` needs the class labels of the split (``labels=``); default ``False``."""
+        return False
 
     @abstractmethod
     def pattern_probs(self, modalities: Sequence[str]) -> np.ndarray:
@@ -181,7 +189,15 @@ class MissingnessSpec(ABC):
         if not np.isfinite(probs).all() or probs.sum() <= 0:
             raise ValueError(f"{type(self).__name__} gives no valid pattern for modalities {list(modalities)}")
 
-    def masks(self, modalities: Sequence[str], seed: int, split: str, index: Tensor, epoch: int = 0) -> Tensor:
+    def masks(
+        self,
+        modalities: Sequence[str],
+        seed: int,
+        split: str,
+        index: Tensor,
+        epoch: int = 0,
+        labels: np.ndarray | None = None,
+    ) -> Tensor:
         """Masks for the samples ``index`` of ``split``.
 
         Args:
@@ -190,6 +206,8 @@ class MissingnessSpec(ABC):
             split: split name.
             index: ``long[N]`` sample indices within the split.
             epoch: current epoch; ignored unless ``resample_each_epoch``.
+            labels: ``int[S]`` class label of every sample of the split (entry ``i`` = sample ``i``); used only by
+                specs that set ``needs_labels``.
 
         Returns:
             ``bool[N, M]``.
@@ -200,6 +218,14 @@ class MissingnessSpec(ABC):
     def describe(self) -> dict[str, object]:
         """Provenance for result rows: ``train_missing`` (spec name + arguments) and ``train_missing_rate``."""
         return {"train_missing": type(self).__name__, "train_missing_rate": float("nan")}
+
+    def label(self) -> str:
+        """Short name of the spec in sweep cell ids (``bernoulli0.5``, ``fixed-image``, ...); default: class name."""
+        return type(self).__name__.lower()
+
+
+def _fmt(x: float) -> str:
+    return f"{float(x):g}"
 
 
 def _check_rate(rate: float, what: str) -> float:
@@ -260,6 +286,14 @@ class BernoulliMissing(MissingnessSpec):
         rate = self.rate if isinstance(self.rate, float) else float("nan")
         return {"train_missing": f"bernoulli(min_present={self.min_present})", "train_missing_rate": rate}
 
+    def label(self) -> str:  # noqa: D102
+        if isinstance(self.rate, dict):
+            body = "-".join(f"{k}{_fmt(v)}" for k, v in sorted(self.rate.items()))
+            label = f"bernoulli-{body}"
+        else:
+            label = f"bernoulli{_fmt(self.rate)}"
+        return label + (f"-min{self.min_present}" if self.min_present != 1 else "")
+
 
 class FixedPattern(MissingnessSpec):
     """Every sample observes exactly ``observed`` (dedicated training, or a fixed evaluation pattern).
@@ -281,6 +315,9 @@ class FixedPattern(MissingnessSpec):
 
     def describe(self) -> dict[str, object]:  # noqa: D102
         return {"train_missing": f"fixed({'+'.join(self.observed)})", "train_missing_rate": float("nan")}
+
+    def label(self) -> str:  # noqa: D102
+        return "fixed-" + "+".join(self.observed)
 
 
 class PatternDistribution(MissingnessSpec):
@@ -307,6 +344,9 @@ class PatternDistribution(MissingnessSpec):
         body = ",".join(f"{k}:{v:g}" for k, v in self.weights.items())
         return {"train_missing": f"patterns({body})", "train_missing_rate": float("nan")}
 
+    def label(self) -> str:  # noqa: D102
+        return "patterns"
+
 
 class ShaSpecCodeSampler(MissingnessSpec):
     """The official ShaSpec code's random mode: ``k ~ U{1..M}``, then a uniform subset of ``k`` modalities.
@@ -332,6 +372,9 @@ class ShaSpecCodeSampler(MissingnessSpec):
     def describe(self) -> dict[str, object]:  # noqa: D102
         return {"train_missing": "shaspec_code", "train_missing_rate": float("nan")}
 
+    def label(self) -> str:  # noqa: D102
+        return "shaspec-code"
+
 
 class WarmupThen(MissingnessSpec):
     """Full modality for the first ``warmup_epochs`` epochs, then ``then``.
@@ -351,14 +394,126 @@ class WarmupThen(MissingnessSpec):
     def pattern_probs(self, modalities: Sequence[str]) -> np.ndarray:  # noqa: D102
         return self.then.pattern_probs(modalities)
 
-    def masks(self, modalities: Sequence[str], seed: int, split: str, index: Tensor, epoch: int = 0) -> Tensor:  # noqa: D102
+    @property
+    def needs_labels(self) -> bool:  # noqa: D102
+        return self.then.needs_labels
+
+    def masks(  # noqa: D102
+        self,
+        modalities: Sequence[str],
+        seed: int,
+        split: str,
+        index: Tensor,
+        epoch: int = 0,
+        labels: np.ndarray | None = None,
+    ) -> Tensor:
         if split == "train" and epoch < self.warmup_epochs:
             return torch.ones(len(index), len(modalities), dtype=torch.bool)
-        return self.then.masks(modalities, seed, split, index, max(epoch - self.warmup_epochs, 0))
+        return self.then.masks(modalities, seed, split, index, max(epoch - self.warmup_epochs, 0), labels=labels)
 
     def describe(self) -> dict[str, object]:  # noqa: D102
         inner = self.then.describe()
         return {**inner, "train_missing": f"warmup({self.warmup_epochs})+{inner['train_missing']}"}
+
+    def label(self) -> str:  # noqa: D102
+        return f"warmup{self.warmup_epochs}-{self.then.label()}"
+
+
+class PerClassFraction(MissingnessSpec):
+    """SMIL's training missingness: a fixed share of each class's training samples observe ``modality``.
+
+    Exactly ``k_c = floor(fraction·n_c + 0.5)`` training samples of class ``c`` observe ``modality``; every other
+    modality is always observed.
+
+    Which samples observe it is a pure function of ``(mask_seed, labels)``: within each class, the ``k_c`` samples
+    with the smallest counter-based uniforms ``u(mask_seed, "train:per_class_fraction", index)``. The choice needs
+    the labels of the whole training split (``needs_labels``: the data module passes them to ``masks``).
+    Samples of any other split observe every modality except ``modality`` (SMIL/ShaSpec evaluate image-only).
+    ``pattern_probs`` gives the marginal (``fraction`` of samples with all modalities).
+
+    Args:
+        modality: the partially observed modality (``"audio"`` in SMIL).
+        fraction: share of each class's training samples that observe it, in ``[0, 1]``.
+    """
+
+    def __init__(self, modality: str = "audio", fraction: float = 0.2) -> None:
+        super().__init__(False)
+        fraction = float(fraction)
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"fraction must be in [0, 1], got {fraction}")
+        self.modality = modality
+        self.fraction = fraction
+        self._cache: tuple[tuple[object, ...], Tensor] | None = None
+
+    @property
+    def needs_labels(self) -> bool:  # noqa: D102
+        return True
+
+    def _column(self, modalities: Sequence[str]) -> int:
+        if self.modality not in modalities:
+            raise ValueError(f"PerClassFraction modality {self.modality!r} is not one of {list(modalities)}")
+        if len(modalities) < 2:
+            raise ValueError("PerClassFraction needs at least one other, always observed, modality")
+        return list(modalities).index(self.modality)
+
+    def pattern_probs(self, modalities: Sequence[str]) -> np.ndarray:  # noqa: D102
+        j = self._column(modalities)
+        full = 2 ** len(modalities) - 1
+        probs = np.zeros(full + 1)
+        probs[full] = self.fraction
+        probs[full - 2**j] += 1.0 - self.fraction
+        return probs
+
+    def count(self, n: int) -> int:
+        """Samples that observe ``modality`` in a class of ``n`` training samples (round half up)."""
+        return min(n, math.floor(self.fraction * n + 0.5))
+
+    def class_masks(self, labels: np.ndarray, modalities: Sequence[str], seed: int) -> Tensor:
+        """Training masks ``bool[N, M]`` for samples with ``labels`` ``int[N]`` (sample ``i`` = row ``i``)."""
+        j = self._column(modalities)
+        labels = np.asarray(labels)
+        mask = np.ones((len(labels), len(modalities)), dtype=bool)
+        mask[:, j] = False
+        u = counter_uniform(seed, "train:per_class_fraction", np.arange(len(labels)))
+        for c in np.unique(labels):
+            members = np.flatnonzero(labels == c)
+            chosen = members[np.argsort(u[members], kind="stable")[: self.count(len(members))]]
+            mask[chosen, j] = True
+        return torch.from_numpy(mask)
+
+    def eval_masks(self, modalities: Sequence[str], n: int) -> Tensor:
+        """``bool[n, M]``: every modality except ``modality``."""
+        mask = torch.ones(n, len(modalities), dtype=torch.bool)
+        mask[:, self._column(modalities)] = False
+        return mask
+
+    def masks(  # noqa: D102
+        self,
+        modalities: Sequence[str],
+        seed: int,
+        split: str,
+        index: Tensor,
+        epoch: int = 0,
+        labels: np.ndarray | None = None,
+    ) -> Tensor:
+        if split != "train":
+            return self.eval_masks(modalities, len(index))
+        if labels is None:
+            raise ValueError(
+                "PerClassFraction needs class labels to draw masks: pass labels= (the training split's labels; "
+                "MultimodalDataModule.masks_for does)"
+            )
+        labels = np.asarray(labels)
+        key = (seed, tuple(modalities), hashlib.sha256(labels.astype("<i8").tobytes()).digest())
+        if self._cache is None or self._cache[0] != key:  # one table per (seed, labels): masks_for runs per batch
+            self._cache = (key, self.class_masks(labels, modalities, seed))
+        return self._cache[1][index.cpu().long()]
+
+    def describe(self) -> dict[str, object]:  # noqa: D102
+        return {
+            "train_missing": f"per_class_fraction({self.modality}={self.fraction:g})",
+            "train_missing_rate": 1.0 - self.fraction,
+        }
 
 
 # ----------------------------------------------------------------------------------------- evaluation protocols
@@ -441,3 +596,25 @@ class RateProtocol(EvalProtocol):
         index = torch.arange(num_samples)
         mask = self._spec.masks(modalities, seed, f"{split}:{self.name}", index)
         return MaskTable(self.name, tuple(modalities), index, mask)
+
+
+class PatternProtocol(EvalProtocol):
+    """Every test sample once, all under one pattern (e.g. ShaSpec Table 3's image-only test).
+
+    Args:
+        observed: names of the observed modalities.
+    """
+
+    def __init__(self, observed: list[str]) -> None:
+        if not observed:
+            raise ValueError("PatternProtocol needs at least one observed modality")
+        self.observed = list(observed)
+
+    @property
+    def name(self) -> str:  # noqa: D102
+        return f"pattern({'+'.join(self.observed)})"
+
+    def table(self, modalities: Sequence[str], num_samples: int, seed: int, split: str = "test") -> MaskTable:  # noqa: D102
+        row = pattern_mask(pattern_id_from_name("+".join(self.observed), modalities), len(modalities))  # [M]
+        mask = row.unsqueeze(0).repeat(num_samples, 1)  # [N, M]
+        return MaskTable(self.name, tuple(modalities), torch.arange(num_samples), mask)

@@ -21,7 +21,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 
-from mmbench.schema import RESULT_COLUMNS
+from mmbench.schema import RESULT_COLUMNS, RESULTS_FILE
 
 __all__ = ["RESULT_COLUMNS", "ResultsWriter", "format_variant", "write_rows_atomic"]
 
@@ -81,7 +81,7 @@ class ResultsWriter(Callback):
         ckpt_selection: how the evaluated weights were chosen (recorded in each row).
     """
 
-    def __init__(self, filename: str = "results.csv", ckpt_selection: str = "last") -> None:
+    def __init__(self, filename: str = RESULTS_FILE, ckpt_selection: str = "last") -> None:
         self.filename = filename
         self.ckpt_selection = ckpt_selection
         self.last_path: Path | None = None

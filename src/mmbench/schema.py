@@ -1,12 +1,19 @@
-"""The tidy ``results.csv`` schema (torch-free, so the leaderboard and the sweep runner can import it cheaply).
+"""Names shared by the writers and readers of run dirs, stated once (torch-free, so anything can import it cheaply).
 
-One row per (eval protocol, pattern, metric) with the provenance columns of DESIGN.md §2 /
-peers-and-ecosystem.md §4.5.
+The tidy ``results.csv`` schema: one row per (eval protocol, pattern, metric) with the provenance columns of
+DESIGN.md §2 / peers-and-ecosystem.md §4.5; the file names of a run dir; the pattern key for every sample.
 """
 
 from __future__ import annotations
 
-__all__ = ["RESULT_COLUMNS"]
+__all__ = ["ALL", "COMPLETE_MARKER", "RESULTS_FILE", "RESULT_COLUMNS"]
+
+RESULTS_FILE = "results.csv"
+"""The tidy result rows of a run dir (written by ``mmbench.results.ResultsWriter`` after ``test``)."""
+COMPLETE_MARKER = "COMPLETE"
+"""Written by the sweep runner next to ``results.csv`` once a cell's results are final."""
+ALL = "all"
+"""The pattern key that stands for every sample (pattern id 0)."""
 
 RESULT_COLUMNS: tuple[str, ...] = (
     # what was run

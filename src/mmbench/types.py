@@ -27,6 +27,11 @@ class Task(str, Enum):
     def __str__(self) -> str:
         return self.value
 
+    @property
+    def dense(self) -> bool:
+        """One prediction per voxel (``[B, C, D, H, W]`` logits) rather than per sample (``[B, C]``)."""
+        return self is Task.SEGMENTATION
+
 
 class _BatchRequired(TypedDict):
     inputs: dict[str, Tensor]

@@ -11,15 +11,13 @@ import torch
 
 from mmbench.data.avmnist import (
     AVMNISTDataModule,
-    PatternProtocol,
-    PerClassFraction,
     _mnist_5k,
     load_avmnist_lite,
     make_multibench_fixture,
 )
 from mmbench.data.sources import packaged_path
 from mmbench.errors import DataIntegrityError
-from mmbench.masks import AllPatterns, BernoulliMissing
+from mmbench.masks import AllPatterns, BernoulliMissing, PatternProtocol, PerClassFraction
 
 REPO = Path(__file__).resolve().parents[2]
 

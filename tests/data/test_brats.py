@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 from pathlib import Path
 
@@ -12,7 +13,6 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from mmbench.data import brats
 from mmbench.data.brats import (
     MODALITIES,
     BraTSCase,
@@ -308,7 +308,7 @@ def test_cache_second_load_skips_nibabel_and_source_change_invalidates(
         calls.append(Path(path).name)
         return real_load(path, *args, **kwargs)
 
-    monkeypatch.setattr(brats.nib, "load", spy)
+    monkeypatch.setattr(nib, "load", spy)
     cache = VolumeCache(tmp_path / "cache")
     first = cache.load(case)
     assert len(calls) == 5
@@ -475,6 +475,9 @@ def test_split_files_roundtrip_hash_and_errors(tmp_path: Path) -> None:
     assert read_split(paths["val"]) == splits["val"]
     assert split_hash(splits["train"]) == split_hash(list(reversed(splits["train"])))
     assert split_hash(splits["train"]) != split_hash(splits["train"][1:])
+    # the one split_hash format of every data module (base.index_hash): sha256:<16 hex> of the sorted ids
+    digest = hashlib.sha256("\n".join(sorted(splits["train"])).encode()).hexdigest()
+    assert split_hash(splits["train"]) == f"sha256:{digest[:16]}"
 
     empty = tmp_path / "empty.txt"
     empty.write_text("\n# only a comment\n\n")

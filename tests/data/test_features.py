@@ -274,3 +274,155 @@ def test_mosi_pickle_yaml_smoke(mosi_pickle, tmp_path, monkeypatch):
 
     rows = pd.read_csv(tmp_path / "results.csv")
     assert {"mae", "corr", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0"} <= set(rows["metric"])
+
+
+# ------------------------------------------------------------------------------ MMSA layouts, Python 2 pickles
+MMSA_T = {"text": 6, "audio": 8, "vision": 7}  # unaligned: each modality has its own sequence length
+
+
+def make_mmsa_fixture(
+    path: Path, aligned: bool, protocol: int = pickle.DEFAULT_PROTOCOL, seed: int = 0
+) -> tuple[Path, dict[str, dict[str, np.ndarray]]]:
+    """MMSA's ``aligned_50.pkl`` / ``unaligned_50.pkl`` layout from real mfeat views (a format fixture, not MOSI).
+
+    Per split: ``raw_text`` and ``id`` (object arrays of ``str``), ``text`` / ``audio`` / ``vision`` ``float32[N, T,
+    D]`` zero-padded at the end after ``*_lengths`` real frames (unaligned: ``T`` per modality, ``audio_lengths`` and
+    ``vision_lengths`` lists of ``int``; aligned: one ``T``, lengths arrays), ``text_bert`` ``int64[N, 3, T]``,
+    ``annotations`` (``str`` array), ``classification_labels`` and ``regression_labels`` ``float32[N]``.
+
+    Returns:
+        ``(path, {split: {modality: real frames per sample}})`` (MMSA stores no ``text_lengths``).
+    """
+    inputs, digits = load_mfeat(DEFAULT_VIEWS)
+    rng = np.random.Generator(np.random.PCG64(seed))
+    data: dict[str, dict[str, object]] = {}
+    real: dict[str, dict[str, np.ndarray]] = {}
+    start = 0
+    for split, n in (("train", 30), ("valid", 10), ("test", 10)):
+        rows = np.arange(start, start + n)
+        start += n
+        part: dict[str, object] = {}
+        real[split] = {}
+        for m in ("text", "audio", "vision"):
+            T = 5 if aligned else MMSA_T[m]
+            lengths = rng.integers(1, T + 1, size=n)
+            x = inputs[m][rows]  # [n, D]; mfeat features are never all-zero, so real frames are non-zero
+            seq = x[:, None, :] * (1.0 + 0.1 * rng.standard_normal((n, T, 1)))
+            seq = np.where(np.arange(T)[None, :, None] < lengths[:, None, None], seq, 0.0).astype(np.float32)
+            part[m] = seq
+            real[split][m] = lengths
+            if m != "text":
+                part[f"{m}_lengths"] = lengths if aligned else [int(v) for v in lengths]
+        part["raw_text"] = np.array([f"sample {i} says something" for i in rows], dtype=object)
+        part["id"] = np.array([f"video{i // 3}$_${i % 3}" for i in rows], dtype=object)
+        part["text_bert"] = rng.integers(0, 1000, size=(n, 3, 5 if aligned else MMSA_T["text"]))
+        y = np.clip(digits[rows] - 4, -3, 3).astype(np.float32)
+        part["regression_labels"] = y
+        part["classification_labels"] = (np.sign(y) + 1).astype(np.float32)
+        part["annotations"] = np.array(["Negative", "Neutral", "Positive"])[(np.sign(y) + 1).astype(int)]
+        data[split] = part
+    with open(path, "wb") as f:
+        pickle.dump(data, f, protocol=protocol)
+    return path, real
+
+
+@pytest.mark.parametrize("aligned", [True, False], ids=["aligned", "unaligned"])
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_mmsa_layout_with_lengths_loads(tmp_path, aligned, protocol):
+    path, real = make_mmsa_fixture(tmp_path / "mmsa.pkl", aligned, protocol)
+    with open(path, "rb") as f:
+        raw = pickle.load(f)  # the test's own file
+    dm = FeaturesDataModule(path=str(path), standardize=False)
+    assert dm.task is Task.REGRESSION and _splits(dm) == {"train": 30, "val": 10, "test": 10}
+    for split, key in (("train", "train"), ("val", "valid"), ("test", "test")):
+        ds = dm._dataset(split)
+        np.testing.assert_allclose(ds.target.numpy(), raw[key]["regression_labels"])
+        for m in ("text", "audio", "vision"):  # pooled = mean over the first *_lengths frames (reference)
+            lengths = real[key][m]
+            if m != "text":
+                np.testing.assert_array_equal(np.asarray(raw[key][f"{m}_lengths"]), lengths)
+            ref = np.stack([s[:n].mean(0) for s, n in zip(raw[key][m], lengths, strict=True)])
+            np.testing.assert_allclose(ds.inputs[m].numpy(), ref, rtol=1e-5, atol=1e-6)
+    kept = FeaturesDataModule(path=str(path), pool=False)
+    T = {m: 5 for m in MMSA_T} if aligned else MMSA_T
+    assert kept.input_shapes == {m: (T[m], d) for m, d in (("text", 216), ("audio", 76), ("vision", 47))}
+    assert kept.split_hash == FeaturesDataModule(path=str(path), pool=False).split_hash
+
+
+def _py2_pickle(obj: object) -> bytes:
+    """Pickle ``obj`` as Python 2 + numpy 1.x wrote it (protocol 2, ``str`` as BINSTRING, ``numpy.core`` names).
+
+    Handles dicts, ``str``, ``int`` and numeric numpy arrays: the opcodes of numpy's own Python 2 test file
+    ``numpy/_core/tests/data/astype_copy.pkl``.
+    """
+    out = bytearray(pickle.PROTO + b"\x02")
+
+    def string(s: str) -> None:
+        raw = s.encode("latin1")
+        out.extend((pickle.SHORT_BINSTRING + bytes([len(raw)])) if len(raw) < 256 else pickle.BINSTRING)
+        if len(raw) >= 256:
+            out.extend(len(raw).to_bytes(4, "little"))
+        out.extend(raw)
+
+    def integer(i: int) -> None:
+        out.extend(pickle.BININT + int(i).to_bytes(4, "little", signed=True))
+
+    def emit(o: object) -> None:
+        if isinstance(o, dict):
+            out.extend(pickle.EMPTY_DICT + pickle.MARK)
+            for k, v in o.items():
+                emit(k)
+                emit(v)
+            out.extend(pickle.SETITEMS)
+        elif isinstance(o, str):
+            string(o)
+        elif isinstance(o, int):
+            integer(o)
+        elif isinstance(o, np.ndarray):
+            out.extend(b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n")
+            integer(0)
+            out.extend(pickle.TUPLE1)
+            string("b")
+            out.extend(pickle.TUPLE3 + pickle.REDUCE + pickle.MARK)
+            integer(1)
+            out.extend(pickle.MARK)
+            for s in o.shape:
+                integer(s)
+            out.extend(pickle.TUPLE)
+            out.extend(b"cnumpy\ndtype\n")
+            string(o.dtype.str[1:])
+            integer(0)
+            integer(1)
+            out.extend(pickle.TUPLE3 + pickle.REDUCE + pickle.MARK)
+            integer(3)
+            string(o.dtype.str[0])
+            out.extend(pickle.NONE * 3)
+            integer(-1)
+            integer(-1)
+            integer(0)
+            out.extend(pickle.TUPLE + pickle.BUILD + pickle.NEWFALSE)
+            raw = np.ascontiguousarray(o).tobytes()
+            out.extend(pickle.BINSTRING + len(raw).to_bytes(4, "little") + raw)
+            out.extend(pickle.TUPLE + pickle.BUILD)
+        else:
+            raise TypeError(type(o))
+
+    emit(obj)
+    return bytes(out + pickle.STOP)
+
+
+def test_python2_latin1_pickle_loads(mosi_pickle, tmp_path):
+    with open(mosi_pickle, "rb") as f:
+        good = pickle.load(f)
+    data = {k: {m: v[m] for m in ("text", "audio", "vision", "labels")} for k, v in good.items()}
+    path = tmp_path / "py2.pkl"
+    path.write_bytes(_py2_pickle(data))
+    with pytest.raises(UnicodeDecodeError):  # the file really needs latin1: raw float bytes are not ASCII
+        pickle.loads(path.read_bytes())
+    dm = FeaturesDataModule(path=str(path), pool=False, standardize=False)
+    ref = FeaturesDataModule(path=str(mosi_pickle), pool=False, standardize=False)
+    assert dm.input_shapes == ref.input_shapes
+    for split in ("train", "val", "test"):
+        for m in dm.modalities:
+            torch.testing.assert_close(dm._dataset(split).inputs[m], ref._dataset(split).inputs[m])
+        torch.testing.assert_close(dm._dataset(split).target, ref._dataset(split).target)

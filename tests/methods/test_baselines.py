@@ -12,9 +12,9 @@ from torch.utils.data import DataLoader
 
 from conftest import make_dm
 from mmbench.cli import cli_main
+from mmbench.functional.fusion import drop_modalities, masked_concat, masked_mean, masked_mean_var
 from mmbench.masks import all_pattern_ids, pattern_mask, zero_fill
 from mmbench.methods import HeMIS, LateFusion, MeanFill, ModDrop, Unimodal, ZeroFill
-from mmbench.methods.baselines import drop_modalities, masked_concat, masked_mean, masked_mean_var
 from mmbench.registry import METHODS
 from mmbench.types import Task
 

@@ -3,7 +3,8 @@
 * shapes and finiteness for random masks and for every pattern;
 * every trainable parameter gets a gradient with all modalities observed;
 * no peeking: in eval, replacing masked-out inputs by noise leaves outputs unchanged;
-* sample independence: a row's eval output does not change when other rows' masks change.
+* sample independence: a row's eval output does not change when other rows' masks change;
+* the unsupervised stage reads no masked-out training entry (they are NaN here) and nothing of val/test.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import torch
 
 import mmbench.methods  # noqa: F401  (registers every method)
 from conftest import TASK_CASES, make_dm
-from mmbench.masks import all_pattern_ids, pattern_mask, zero_fill
+from mmbench.data.base import TensorSplit
+from mmbench.masks import BernoulliMissing, all_pattern_ids, pattern_mask, zero_fill
+from mmbench.methods import MeanFill
 from mmbench.registry import METHODS
 from mmbench.types import Task
 
@@ -125,3 +128,68 @@ def test_sample_independence(name, case):
             other[0] = mask[0]
             out = method(zero_fill(inputs, other, dm.modalities), other).logits
             torch.testing.assert_close(out[0], ref[0], rtol=1e-5, atol=1e-5)
+
+
+class _Forbidden(torch.utils.data.Dataset):
+    def __len__(self):
+        raise AssertionError("the unsupervised stage touched a val/test split")
+
+    def __getitem__(self, i):
+        raise AssertionError("the unsupervised stage touched a val/test split")
+
+
+def _forbidden(*args, **kwargs):
+    raise AssertionError("the unsupervised stage asked for a val/test loader")
+
+
+def _poisoned_dm(case):
+    """A data module whose masked-out training entries are NaN and whose val/test splits raise when touched."""
+    for mask_seed in range(20):  # the first seed with both a complete training row (UL4M4) and a missing entry
+        dm = make_dm(case, missingness=BernoulliMissing(0.3, min_present=1), mask_seed=mask_seed)
+        dm.setup("fit")
+        train = dm.datasets["train"]
+        assert isinstance(train, TensorSplit)
+        mask = dm.masks_for("train", torch.arange(len(train)), 0)  # the epoch-0 training masks
+        if mask.all(1).any() and not mask.all():
+            break
+    for i, m in enumerate(dm.modalities):
+        x = train.inputs[m].clone()
+        x[~mask[:, i]] = float("nan")
+        train.inputs[m] = x
+    dm.datasets = {"train": train, "val": _Forbidden(), "test": _Forbidden()}
+    dm.val_dataloader = dm.test_dataloader = dm.predict_dataloader = _forbidden
+    return dm
+
+
+def _fit_state_is_finite(method):
+    state = [t for t in method.state_dict().values() if isinstance(t, torch.Tensor) and t.is_floating_point()]
+    return all(torch.isfinite(t).all() for t in state)
+
+
+@pytest.mark.parametrize(("name", "case"), CASES)
+def test_unsupervised_stage_reads_only_observed_training_entries(name, case):
+    torch.manual_seed(0)
+    dm = _poisoned_dm(case)
+    method = METHODS.get(name)(dm.modalities, dm.input_shapes, dm.task, dm.num_classes)
+    method.fit_unsupervised(dm)  # raises if val/test is touched
+    assert _fit_state_is_finite(method), "the unsupervised stage read a masked-out (NaN) training entry"
+    method.eval()
+    n = 4
+    inputs = {m: torch.zeros(n, *dm.input_shapes[m]) for m in dm.modalities}
+    with torch.no_grad():
+        assert torch.isfinite(method(inputs, torch.ones(n, len(dm.modalities), dtype=torch.bool)).logits).all()
+
+
+def test_unsupervised_contract_catches_a_method_that_reads_raw_batches():
+    """The check above can fail: a mean-fill that skips ``train_batches`` and sums raw inputs is caught."""
+
+    class Peeking(MeanFill):
+        def train_batches(self, datamodule, max_batches=None):
+            for batch in datamodule.train_dataloader():  # no masking: masked-out entries are read
+                batch["mask"] = torch.ones(len(batch["index"]), len(self.modalities), dtype=torch.bool)
+                yield batch
+
+    dm = _poisoned_dm("features")
+    method = Peeking(dm.modalities, dm.input_shapes, dm.task, dm.num_classes)
+    method.fit_unsupervised(dm)
+    assert not _fit_state_is_finite(method)

@@ -229,7 +229,8 @@ def test_segmentation_skips_none_and_sizes_that_are_not_multiples():
     method = _method(dm, seg_skips="none", num_clusters=2)
     method.fit_unsupervised(dm)
     method.eval()
-    assert method.padded == (10, 8, 8) and method.bottleneck_shape == (8, 5, 4, 4)
+    assert tuple(method.pad_spatial(torch.zeros(1, 1, 9, 8, 8)).shape[2:]) == (10, 8, 8)
+    assert method.embedding_shapes == [(8, 5, 4, 4)] * 4
     x = {m: torch.randn(2, 1, 9, 8, 8) for m in dm.modalities}
     mask = torch.tensor([[True, False, False, True], [False, True, False, False]])
     with torch.no_grad():

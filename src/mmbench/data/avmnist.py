@@ -38,28 +38,25 @@ by class, as lite does. Use it with the FSDD ``recordings/`` folder or AudioMNIS
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch import Tensor
 from torch.utils.data import Dataset
 
 from mmbench.data.audio import FSDD_LABEL_PATTERN, AudioFeatures, AudioFolder
 from mmbench.data.base import MultimodalDataModule, TensorSplit, index_hash
 from mmbench.data.sources import packaged_path, sha256_file
 from mmbench.errors import DataIntegrityError
-from mmbench.masks import EvalProtocol, MaskTable, MissingnessSpec, counter_uniform, pattern_id_from_name
+from mmbench.masks import EvalProtocol, MissingnessSpec, PatternProtocol, PerClassFraction
 from mmbench.registry import DATASETS
+from mmbench.safe_io import load_npy
 from mmbench.types import Task
 
 __all__ = [
     "AVMNISTDataModule",
-    "PatternProtocol",
-    "PerClassFraction",
     "load_avmnist_lite",
     "make_multibench_fixture",
     "pair_within_class",
@@ -80,7 +77,7 @@ def load_avmnist_lite() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
     """
     mnist = np.loadtxt(packaged_path("mnist_5k"), delimiter=",", dtype=np.uint8)  # [5000, 785], label last
     images, image_labels = mnist[:, :-1].reshape(-1, 28, 28), mnist[:, -1].astype(np.int64)
-    fsdd = np.load(packaged_path("fsdd_mfcc"))
+    fsdd = np.load(packaged_path("fsdd_mfcc"), allow_pickle=False)
     frames, audio_labels, lengths = fsdd["X"].astype(np.float32), fsdd["y"].astype(np.int64), fsdd["lengths"]
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     mfcc = np.zeros((len(lengths), LITE_FRAMES, frames.shape[1]), dtype=np.float32)  # [3000, 32, 13]
@@ -232,7 +229,7 @@ def make_multibench_fixture(root: str | Path, n_train: int = 120, n_test: int = 
 
 def _npy_shape(path: Path) -> tuple[int, ...]:
     try:
-        return tuple(np.load(path, mmap_mode="r").shape)
+        return tuple(load_npy(path, mmap_mode="r").shape)
     except (ValueError, OSError, EOFError) as e:
         raise DataIntegrityError(f"{path} is not a readable numeric .npy array: {e}") from None
 
@@ -289,111 +286,12 @@ class _NpyPairs(Dataset):
         if not 0 <= i < len(self):
             raise IndexError(i)
         if self._arrays is None:
-            self._arrays = (np.load(self.image_path, mmap_mode="r"), np.load(self.audio_path, mmap_mode="r"))
+            self._arrays = (load_npy(self.image_path, mmap_mode="r"), load_npy(self.audio_path, mmap_mode="r"))
         images, audio = self._arrays
         j = self.start + i
         image = torch.from_numpy(np.array(images[j], dtype=np.float32)).reshape(1, 28, 28).div_(255.0)
         spectro = torch.from_numpy(np.array(audio[j], dtype=np.float32)).reshape(1, 112, 112).div_(255.0)
         return {"inputs": {"image": image, "audio": spectro}, "target": torch.tensor(self.labels[j]), "index": i}
-
-
-# ------------------------------------------------------------------------------------- SMIL missingness
-class PerClassFraction(MissingnessSpec):
-    """SMIL's training missingness: a fixed share of each class's training samples observe ``modality``.
-
-    Exactly ``k_c = floor(fraction·n_c + 0.5)`` training samples of class ``c`` observe ``modality``; every other
-    modality is always observed.
-
-    Which samples observe it is a pure function of ``(mask_seed, labels)``: within each class, the ``k_c`` samples
-    with the smallest counter-based uniforms ``u(mask_seed, "train:per_class_fraction", index)``. The choice needs
-    the training labels, so it is made by the data module (``AVMNISTDataModule``); ``masks`` without labels
-    raises. Validation samples observe every modality except ``modality`` (SMIL/ShaSpec evaluate image-only).
-    ``pattern_probs`` gives the marginal (``fraction`` of samples with all modalities).
-
-    Args:
-        modality: the partially observed modality (``"audio"`` in SMIL).
-        fraction: share of each class's training samples that observe it, in ``[0, 1]``.
-    """
-
-    def __init__(self, modality: str = "audio", fraction: float = SMIL_DEFAULT_AUDIO_FRACTION) -> None:
-        super().__init__(False)
-        fraction = float(fraction)
-        if not 0.0 <= fraction <= 1.0:
-            raise ValueError(f"fraction must be in [0, 1], got {fraction}")
-        self.modality = modality
-        self.fraction = fraction
-
-    def _column(self, modalities: Sequence[str]) -> int:
-        if self.modality not in modalities:
-            raise ValueError(f"PerClassFraction modality {self.modality!r} is not one of {list(modalities)}")
-        if len(modalities) < 2:
-            raise ValueError("PerClassFraction needs at least one other, always observed, modality")
-        return list(modalities).index(self.modality)
-
-    def pattern_probs(self, modalities: Sequence[str]) -> np.ndarray:  # noqa: D102
-        j = self._column(modalities)
-        full = 2 ** len(modalities) - 1
-        probs = np.zeros(full + 1)
-        probs[full] = self.fraction
-        probs[full - 2**j] += 1.0 - self.fraction
-        return probs
-
-    def count(self, n: int) -> int:
-        """Samples that observe ``modality`` in a class of ``n`` training samples (round half up)."""
-        return min(n, math.floor(self.fraction * n + 0.5))
-
-    def class_masks(self, labels: np.ndarray, modalities: Sequence[str], seed: int) -> Tensor:
-        """Training masks ``bool[N, M]`` for samples with ``labels`` ``int[N]`` (sample ``i`` = row ``i``)."""
-        j = self._column(modalities)
-        labels = np.asarray(labels)
-        mask = np.ones((len(labels), len(modalities)), dtype=bool)
-        mask[:, j] = False
-        u = counter_uniform(seed, "train:per_class_fraction", np.arange(len(labels)))
-        for c in np.unique(labels):
-            members = np.flatnonzero(labels == c)
-            chosen = members[np.argsort(u[members], kind="stable")[: self.count(len(members))]]
-            mask[chosen, j] = True
-        return torch.from_numpy(mask)
-
-    def eval_masks(self, modalities: Sequence[str], n: int) -> Tensor:
-        """``bool[n, M]``: every modality except ``modality``."""
-        mask = torch.ones(n, len(modalities), dtype=torch.bool)
-        mask[:, self._column(modalities)] = False
-        return mask
-
-    def masks(self, modalities: Sequence[str], seed: int, split: str, index: Tensor, epoch: int = 0) -> Tensor:  # noqa: D102
-        raise ValueError(
-            "PerClassFraction needs class labels to draw masks; use it with AVMNISTDataModule (e.g. variant='smil')"
-        )
-
-    def describe(self) -> dict[str, object]:  # noqa: D102
-        return {
-            "train_missing": f"per_class_fraction({self.modality}={self.fraction:g})",
-            "train_missing_rate": 1.0 - self.fraction,
-        }
-
-
-class PatternProtocol(EvalProtocol):
-    """Every test sample once, all under one pattern (e.g. ShaSpec Table 3's image-only test).
-
-    Args:
-        observed: names of the observed modalities.
-    """
-
-    def __init__(self, observed: list[str]) -> None:
-        if not observed:
-            raise ValueError("PatternProtocol needs at least one observed modality")
-        self.observed = list(observed)
-
-    @property
-    def name(self) -> str:  # noqa: D102
-        return f"pattern({'+'.join(self.observed)})"
-
-    def table(self, modalities: Sequence[str], num_samples: int, seed: int, split: str = "test") -> MaskTable:  # noqa: D102
-        pid = pattern_id_from_name("+".join(self.observed), modalities)
-        row = torch.tensor([(pid >> i) & 1 == 1 for i in range(len(modalities))], dtype=torch.bool)
-        mask = row.unsqueeze(0).repeat(num_samples, 1)  # [N, M]
-        return MaskTable(self.name, tuple(modalities), torch.arange(num_samples), mask)
 
 
 # ----------------------------------------------------------------------------------------- data module
@@ -497,7 +395,6 @@ class AVMNISTDataModule(MultimodalDataModule):
         elif self.root is not None:  # wav, or smil from a WAV folder
             self._folder = AudioFolder(self.root, self.audio_features, label_pattern, labels_csv)
         self._arrays: tuple[np.ndarray, ...] | None = None
-        self._train_masks: Tensor | None = None
         self.validate()
 
     # ------------------------------------------------------------------------------------------- facts
@@ -553,24 +450,6 @@ class AVMNISTDataModule(MultimodalDataModule):
         extra = [SMIL_SEED, SMIL_PER_CLASS, SMIL_TRAIN_PER_CLASS, self.val_per_class] if self.variant == "smil" else []
         return index_hash([f"avmnist-{self.variant}", PAIRING_SEED, SPLIT_SEED, *extra], files)
 
-    # ------------------------------------------------------------------------------------------- masks
-    def masks_for(self, split: str, index: Tensor, epoch: int = 0) -> Tensor:
-        """As ``MultimodalDataModule.masks_for``, except under ``PerClassFraction``.
-
-        There, train masks come from the exact per-class table and val masks observe every modality but the
-        partial one (the test protocol's pattern).
-        """
-        spec = self.missingness
-        if not isinstance(spec, PerClassFraction):
-            return super().masks_for(split, index, epoch)
-        if split != "train":
-            return spec.eval_masks(self.modalities, len(index))
-        if self._train_masks is None:
-            train = self._dataset("train")
-            assert isinstance(train, TensorSplit)
-            self._train_masks = spec.class_masks(train.target.numpy(), self.modalities, self.mask_seed)
-        return self._train_masks[index.cpu().long()]
-
     # ----------------------------------------------------------------------------------------- datasets
     def _wav_pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """MNIST images paired within class with the WAV folder's clips: ``(uint8[N,28,28], f32[N,T,F], i64[N])``."""
@@ -617,7 +496,7 @@ class AVMNISTDataModule(MultimodalDataModule):
         assert self.root is not None
         part = "test" if split == "test" else "train"
         lab_path = self.root / MULTIBENCH_FILES[f"labels_{part}"]
-        labels = np.load(lab_path).reshape(-1)
+        labels = load_npy(lab_path).reshape(-1)
         if labels.size and (np.any(labels != np.round(labels)) or labels.min() < 0 or labels.max() > 9):
             raise DataIntegrityError(
                 f"{lab_path}: labels must be digits 0-9, got values in [{labels.min()}, {labels.max()}]"

@@ -7,8 +7,8 @@ construction time (LightningCLI links them into the method) and builds one ``Dat
 Masks are attached here, never by methods:
 
 * train/val batches get ``mask = missingness.masks(modalities, mask_seed, split, index, epoch)`` in
-  ``on_after_batch_transfer`` (main process, so independent of worker count), then masked-out inputs are
-  zero-filled;
+  ``on_before_batch_transfer`` (main process, so independent of worker count; on the host, so no device sync),
+  then masked-out inputs are zero-filled on the device in ``on_after_batch_transfer``;
 * test batches come from one ``EvalDataset`` per evaluation protocol, whose rows are (sample, mask) pairs of
   that protocol's ``MaskTable``; its hash goes into every result row.
 
@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
@@ -80,13 +81,11 @@ class EvalDataset(Dataset):
     Args:
         base: the split's dataset.
         table: the protocol's mask table.
-        protocol_index: position of the protocol in the data module's ``eval_protocols``.
     """
 
-    def __init__(self, base: Dataset, table: MaskTable, protocol_index: int) -> None:
+    def __init__(self, base: Dataset, table: MaskTable) -> None:
         self.base = base
         self.table = table
-        self.protocol_index = protocol_index
 
     def __len__(self) -> int:
         return len(self.table)
@@ -94,7 +93,6 @@ class EvalDataset(Dataset):
     def __getitem__(self, r: int) -> dict[str, Any]:
         item = dict(self.base[int(self.table.sample_index[r])])
         item["mask"] = self.table.mask[r]
-        item["protocol"] = self.protocol_index
         return item
 
 
@@ -197,8 +195,28 @@ class MultimodalDataModule(pl.LightningDataModule, ABC):
 
     # ------------------------------------------------------------------------------------------------ masks
     def masks_for(self, split: str, index: Tensor, epoch: int = 0) -> Tensor:
-        """Training-spec masks ``bool[N, M]`` of samples ``index`` of ``split`` (pure in its arguments)."""
-        return self.missingness.masks(self.modalities, self.mask_seed, split, index, epoch)
+        """Training-spec masks ``bool[N, M]`` of samples ``index`` of ``split`` (pure in its arguments).
+
+        A spec that ``needs_labels`` gets the labels of the whole split (``split_labels``).
+        """
+        labels = self.split_labels(split) if self.missingness.needs_labels else None
+        return self.missingness.masks(self.modalities, self.mask_seed, split, index, epoch, labels=labels)
+
+    def split_labels(self, split: str) -> np.ndarray:
+        """``int[N]`` class label of every sample of ``split`` (entry ``i`` = sample ``i``), for label-aware specs.
+
+        The default reads ``TensorSplit.target``; override it for datasets that hold their targets elsewhere.
+
+        Raises:
+            ValueError: the split's dataset does not expose its labels.
+        """
+        dataset = self._dataset(split)
+        if not isinstance(dataset, TensorSplit):
+            raise ValueError(
+                f"{type(self.missingness).__name__} needs class labels, but the {split!r} split of "
+                f"{type(self).__name__} is a {type(dataset).__name__}, not a TensorSplit (override split_labels)"
+            )
+        return dataset.target.numpy()
 
     def mask_table(self, protocol: EvalProtocol, split: str = "test") -> MaskTable:
         """The evaluation mask table of ``protocol`` on ``split`` (cached)."""
@@ -215,11 +233,25 @@ class MultimodalDataModule(pl.LightningDataModule, ABC):
         batch["inputs"] = zero_fill(batch["inputs"], batch["mask"], self.modalities)
         return batch
 
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:  # noqa: D102
+    def _mask_split_epoch(self) -> tuple[str, int]:
+        """The mask split (``"train"`` while training, else ``"val"``) and the epoch of the running loop."""
         trainer = self.trainer
         training = trainer is not None and trainer.training
-        epoch = trainer.current_epoch if trainer is not None else 0
-        return self.apply_missingness(batch, "train" if training else "val", epoch)
+        return ("train" if training else "val"), (trainer.current_epoch if trainer is not None else 0)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Attach the mask while ``index`` is still on the host (the mask RNG runs on the host).
+
+        Drawing it after the transfer would read the device ``index`` back to the host: a sync every step.
+        """
+        if "mask" not in batch:
+            split, epoch = self._mask_split_epoch()
+            batch["mask"] = self.masks_for(split, batch["index"], epoch)
+        return batch
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Zero-fill masked-out inputs on the device (and attach the mask if no earlier hook did)."""
+        return self.apply_missingness(batch, *self._mask_split_epoch())
 
     # --------------------------------------------------------------------------------------------- datasets
     def _dataset(self, split: str) -> Dataset:
@@ -233,6 +265,12 @@ class MultimodalDataModule(pl.LightningDataModule, ABC):
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
         for split in wanted.get(stage or "", SPLITS):
             self._dataset(split)
+
+    @property
+    def pin_memory(self) -> bool:
+        """Pin loader batches when the attached Trainer runs on CUDA (asynchronous host-to-device copies)."""
+        trainer = self.trainer
+        return trainer is not None and trainer.strategy.root_device.type == "cuda"
 
     def _loader(self, dataset: Dataset, shuffle: bool, batch_size: int) -> DataLoader:
         sampler = None
@@ -249,6 +287,7 @@ class MultimodalDataModule(pl.LightningDataModule, ABC):
             sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory,
         )
 
     def train_dataloader(self) -> DataLoader:  # noqa: D102
@@ -260,8 +299,8 @@ class MultimodalDataModule(pl.LightningDataModule, ABC):
     def test_dataloader(self) -> list[DataLoader]:  # noqa: D102
         base = self._dataset("test")
         return [
-            self._loader(EvalDataset(base, self.mask_table(p), i), False, self.eval_batch_size)
-            for i, p in enumerate(self.eval_protocols)
+            self._loader(EvalDataset(base, self.mask_table(p)), False, self.eval_batch_size)
+            for p in self.eval_protocols
         ]
 
     def predict_dataloader(self) -> DataLoader:  # noqa: D102

@@ -13,8 +13,10 @@ Three sources, one module (``path`` picks it):
   without them, a seeded split, stratified for multiclass labels).
 * ``path="….pkl"``: the MultiBench / MMSA CMU-MOSI(-EI) pickle layout, ``{"train", "valid", "test"}`` ×
   ``{"text", "audio", "vision", "labels"}`` with arrays ``[N, T, D]`` and labels ``[N, 1, 1]`` (MMSA's
-  ``regression_labels`` is accepted when ``labels`` is absent). Pickles can run code when loaded: only load files
-  you trust. Non-finite values (MOSI's COVAREP audio has ``-inf``) are replaced by 0 with a warning, as MMSA does.
+  ``regression_labels`` is accepted when ``labels`` is absent; its other keys, e.g. ``raw_text``, ``id`` and the
+  unaligned ``audio_lengths``/``vision_lengths``, are ignored). The pickle is read with a restricted unpickler
+  (``mmbench.data.safe_pickle``: numpy arrays, dtypes and builtin containers only; any other global is refused,
+  nothing runs). Non-finite values (MOSI's COVAREP audio has ``-inf``) are replaced by 0 with a warning, as MMSA does.
 
 Sequences ``[N, T, D]`` are mean-pooled over their non-padding frames (frames that are not all-zero; MOSI pads
 with zeros) when ``pool=True``, or kept as ``[T, D]`` inputs. Vectors and sequences are standardised per feature with
@@ -35,10 +37,12 @@ import torch
 from torch.utils.data import Dataset
 
 from mmbench.data.base import MultimodalDataModule, TensorSplit, index_hash
+from mmbench.data.safe_pickle import load_pickle
 from mmbench.data.sources import packaged_path
 from mmbench.errors import DataIntegrityError
 from mmbench.masks import EvalProtocol, MissingnessSpec
 from mmbench.registry import DATASETS
+from mmbench.safe_io import UnsafeFileError
 from mmbench.types import Task
 
 __all__ = [
@@ -107,6 +111,11 @@ def _npz_array(npz: Any, key: str, path: Path) -> np.ndarray:
     try:
         return _numeric(npz[key], f"{path}[{key!r}]")
     except ValueError as e:  # object arrays need allow_pickle, which is refused
+        if "allow_pickle" in str(e):
+            raise UnsafeFileError(
+                f"{path}[{key!r}] is an object array (pickled Python objects), which mmbench refuses to unpickle; "
+                "save numeric arrays instead"
+            ) from None
         raise DataIntegrityError(f"{path}[{key!r}] cannot be read as a numeric array: {e}") from None
 
 
@@ -168,15 +177,7 @@ def _load_npz(path: Path, modalities: Sequence[str] | None, label_key: str) -> d
 
 
 def _load_pickle(path: Path, modalities: Sequence[str] | None, label_key: str | None) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as f:
-            try:
-                data = pickle.load(f)
-            except UnicodeDecodeError:  # pickles written by Python 2
-                f.seek(0)
-                data = pickle.load(f, encoding="latin1")
-    except (pickle.UnpicklingError, EOFError, OSError, AttributeError, ImportError) as e:
-        raise DataIntegrityError(f"{path} is not a readable pickle: {e}") from None
+    data = load_pickle(path)  # restricted: numpy arrays and builtin containers only (UnsafeFileError otherwise)
     if not isinstance(data, Mapping):
         raise DataIntegrityError(f"{path} must hold a dict of splits, got {type(data).__name__}")
     names = list(modalities) if modalities is not None else list(MOSI_MODALITIES)
@@ -360,6 +361,8 @@ class FeaturesDataModule(MultimodalDataModule):
         ValueError: an unknown view, an unsupported file type or arguments that do not fit the source.
         DataIntegrityError: a missing split/key/array, arrays of different lengths, bad split indices or labels
             that do not fit the task (the message names the file and key).
+        UnsafeFileError: a pickle that asks for a global outside the allow-list, or an ``.npz`` object array (a
+            ``DataIntegrityError``; nothing from the file runs).
     """
 
     name = "features"

@@ -38,7 +38,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from mmbench.data.brats import random_split, write_split
+from mmbench.data.brats.splits import random_split, write_split
 from mmbench.data.sources import PACKAGED_FILES, packaged_path
 
 __all__ = [

@@ -2,6 +2,7 @@
 
 from mmbench.methods.base import MissingModalityMethod
 from mmbench.methods.baselines import HeMIS, LateFusion, MeanFill, ModDrop, Unimodal, ZeroFill
+from mmbench.methods.modality_mean import ModalityMean
 from mmbench.methods.shaspec import ShaSpec
 from mmbench.methods.ul4m4 import UL4M4
 
@@ -12,6 +13,7 @@ __all__ = [
     "MeanFill",
     "MissingModalityMethod",
     "ModDrop",
+    "ModalityMean",
     "ShaSpec",
     "Unimodal",
     "ZeroFill",

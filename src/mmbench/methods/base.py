@@ -5,34 +5,47 @@ A method overrides only
 * ``forward(inputs, mask) -> MethodOutput``: ``inputs`` ``{name: Tensor[B, ...]}``, ``mask`` ``bool[B, M]``;
 * ``loss(output, batch) -> dict[str, Tensor]`` with a ``"loss"`` entry (every term is logged as
   ``train/loss/<term>``); the default is the task loss on ``output.logits``;
-* ``fit_unsupervised(datamodule)`` (optional): stages such as clustering, run at the start of ``fit`` on the
-  train split only;
+* ``fit_unsupervised(datamodule)`` (optional): stages such as clustering, run at the start of ``fit``; read the
+  data through ``self.train_batches(datamodule)`` (masked, zero-filled training batches, never val/test);
 * ``variant()`` (optional): the switches recorded in the ``method_variant`` result column.
 
-The base owns the steps, optimiser, per-pattern metrics and logging. Masks and zero-filling come from the data
-module; methods never draw evaluation masks and must not read masked-out inputs.
+The base owns the steps, the default optimiser, per-pattern metrics and logging, padding to the network's spatial
+multiple (``pad_spatial``/``crop_spatial``) and sliding-window evaluation of dense tasks (``predict_logits``).
+Encoders, decoders and fusion maths are building blocks (``mmbench.nn.backbones``,
+``mmbench.functional.fusion``). Masks and zero-filling come from the data module; methods never draw evaluation
+masks and must not read masked-out inputs.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
+from lightning.fabric.utilities.apply_func import move_data_to_device
 from torch import Tensor, nn
 
 from mmbench.functional.sliding_window import sliding_window_inference
 from mmbench.metrics.factory import task_metrics
 from mmbench.metrics.per_pattern import PerPatternMetric
+from mmbench.nn.backbones import Backbone, make_backbone
+from mmbench.nn.unet3d import pad_far_end, padded_shape
 from mmbench.types import Batch, MethodOutput, Task
 
 if TYPE_CHECKING:
     from mmbench.data.base import MultimodalDataModule
 
-__all__ = ["MissingModalityMethod", "task_loss"]
+__all__ = ["DEFAULT_LR", "DEFAULT_WEIGHT_DECAY", "BlendName", "MissingModalityMethod", "task_loss"]
+
+DEFAULT_LR = 1e-3
+"""Learning rate of the default optimiser, ``AdamW`` (also the CLI's ``--optimizer`` default)."""
+DEFAULT_WEIGHT_DECAY = 0.0
+"""Weight decay of the default optimiser (torch's own ``AdamW`` default is 0.01: state it when you pick AdamW)."""
+BlendName = Literal["gaussian", "constant"]
+"""Sliding-window blending of dense predictions."""
 
 
 def task_loss(logits: Tensor, target: Tensor, task: Task) -> Tensor:
@@ -60,20 +73,34 @@ def task_loss(logits: Tensor, target: Tensor, task: Task) -> Tensor:
 
 
 class MissingModalityMethod(pl.LightningModule):
-    """Base class of every method. Subclasses call ``super().__init__(...)`` with the linked data facts.
+    """Base class of every method. Subclasses take their own hyper-parameters and forward the rest.
+
+    A subclass states only its own arguments and passes the linked data facts (and the evaluation settings) on::
+
+        def __init__(self, *args: Any, hidden_dim: int = 64, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+
+    LightningCLI (jsonargparse) follows ``*args``/``**kwargs`` into this constructor, so ``modalities``,
+    ``input_shapes``, ``task`` and ``num_classes`` are still linked from the data module. The optimiser is
+    configuration (``--optimizer`` / ``--lr_scheduler``); without one it is ``AdamW(lr=1e-3, weight_decay=0)``.
 
     Args:
         modalities: canonical modality order (linked from the data module).
         input_shapes: per-sample input shape of each modality (linked).
         task: task kind (linked).
         num_classes: classes / labels / outputs / region channels (linked).
-        lr: Adam learning rate.
-        weight_decay: Adam (decoupled, AdamW) weight decay.
+        roi_size: dense tasks: sliding-window size at evaluation; ``None`` = the spatial size of ``input_shapes``
+            (the training patch).
+        sw_overlap: dense tasks: sliding-window overlap in ``[0, 1)`` (0.5).
+        sw_mode: dense tasks: window blending, ``"gaussian"`` (default) or ``"constant"``.
+        sw_batch_size: dense tasks: window positions per forward call (1).
     """
 
     registry_name: str = ""
-    supported_tasks: tuple[Task, ...] = (Task.MULTICLASS, Task.MULTILABEL, Task.REGRESSION)
+    supported_tasks: tuple[Task, ...] = tuple(Task)
     """Tasks the method can run on; the sweep runner and the contract tests read it."""
+    spatial_multiple: int = 1
+    """Spatial sizes the network needs (``Backbone.multiple``); ``pad_spatial`` pads inputs up to it."""
 
     def __init__(
         self,
@@ -81,8 +108,10 @@ class MissingModalityMethod(pl.LightningModule):
         input_shapes: Mapping[str, Sequence[int]],
         task: Task | str,
         num_classes: int,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
+        roi_size: tuple[int, int, int] | None = None,
+        sw_overlap: float = 0.5,
+        sw_mode: BlendName = "gaussian",
+        sw_batch_size: int = 1,
     ) -> None:
         super().__init__()
         self.modalities = tuple(modalities)
@@ -92,8 +121,11 @@ class MissingModalityMethod(pl.LightningModule):
         self.input_shapes = {m: tuple(int(s) for s in input_shapes[m]) for m in self.modalities}
         self.task = Task(task)
         self.num_classes = int(num_classes)
-        self.lr = lr
-        self.weight_decay = weight_decay
+        if sw_mode not in get_args(BlendName):
+            raise ValueError(f"sw_mode must be one of {list(get_args(BlendName))}, got {sw_mode!r}")
+        patch = self.input_shapes[self.modalities[0]][1:]
+        self.roi_size = tuple(int(r) for r in roi_size) if roi_size is not None else tuple(patch)
+        self.sw_overlap, self.sw_mode, self.sw_batch_size = float(sw_overlap), sw_mode, int(sw_batch_size)
         self.save_hyperparameters()
         # checkpoints are loaded with weights_only=True: keep hparams primitive
         self.hparams["task"] = self.task.value
@@ -127,36 +159,91 @@ class MissingModalityMethod(pl.LightningModule):
         return {"loss": task_loss(output.logits, batch["target"], self.task)}
 
     def fit_unsupervised(self, datamodule: MultimodalDataModule) -> None:
-        """Unsupervised stage before supervised training (train split only). Default: nothing."""
+        """Unsupervised stage before supervised training. Default: nothing.
+
+        Read data only through ``self.train_batches(datamodule)`` (the contract tests check that nothing masked
+        out and nothing of val/test is read).
+        """
 
     def variant(self) -> dict[str, object]:
         """Switches that distinguish variants of the method (the ``method_variant`` result column)."""
         return {}
 
+    # ------------------------------------------------------------------------------------------- plumbing
+    def make_backbone(self, width: int, widths: Sequence[int]) -> Backbone:
+        """This task's encoders/decoders (``nn.backbones.make_backbone``); sets ``spatial_multiple`` from it.
+
+        Args:
+            width: feature width of vector encoders (vector tasks).
+            widths: U-Net channels per level (dense tasks).
+        """
+        backbone = make_backbone(self.task, self.input_shapes, width=width, widths=widths)
+        self.spatial_multiple = backbone.multiple
+        return backbone
+
+    def train_batches(self, datamodule: MultimodalDataModule, max_batches: int | None = None) -> Iterator[Batch]:
+        """Training batches for ``fit_unsupervised``: masked (training masks, epoch 0), zero-filled, on device.
+
+        The only way an unsupervised stage should read data: masked-out inputs are zeros (the mask says which),
+        and nothing of the validation or test splits is touched.
+
+        Args:
+            datamodule: the data module of the run.
+            max_batches: stop after this many batches (``None`` = the whole training split).
+
+        Yields:
+            ``Batch`` with ``inputs``, ``mask`` ``bool[B, M]``, ``target`` and ``index`` on ``self.device``.
+        """
+        for b, batch in enumerate(datamodule.train_dataloader()):
+            if max_batches is not None and b >= max_batches:
+                return
+            batch = datamodule.apply_missingness(batch, "train")
+            yield move_data_to_device(batch, self.device)
+
+    def pad_spatial(self, x: Tensor) -> Tensor:
+        """Zero-pad the last three dims at the far end to ``spatial_multiple`` (no-op when it is 1).
+
+        ``[..., D, H, W] → [..., D', H', W']`` with ``D' = nn.unet3d.padded_shape`` (multiples, at least twice it).
+        """
+        if self.spatial_multiple == 1:
+            return x
+        return pad_far_end(x, padded_shape(x.shape[-3:], self.spatial_multiple))
+
+    def crop_spatial(self, logits: Tensor, spatial: Sequence[int]) -> Tensor:
+        """Undo ``pad_spatial`` on the output: keep the first ``spatial`` voxels of the last three dims."""
+        if self.spatial_multiple == 1:
+            return logits
+        D, H, W = spatial[-3:]
+        return logits[..., :D, :H, :W]
+
     def predict_logits(self, inputs: Mapping[str, Tensor], mask: Tensor) -> Tensor:
         """Evaluation-time logits.
 
-        Classification: ``forward(inputs, mask).logits``. Segmentation: when the volume is larger than the training
-        input shape, Gaussian-weighted sliding-window inference over windows of that shape (overlap 0.5), the mask
-        of each volume applied to each of its windows.
+        Vector tasks: ``forward(inputs, mask).logits``. Dense tasks: when the volume differs from ``roi_size``,
+        sliding-window inference over windows of that size (``sw_overlap``, ``sw_mode``, ``sw_batch_size``), the
+        mask of each volume applied to each of its windows; one window equals ``forward`` exactly (float64
+        blending).
         """
         first = self.modalities[0]
-        roi = self.input_shapes[first][1:]
-        if self.task is not Task.SEGMENTATION or tuple(inputs[first].shape[2:]) == roi:
+        if not self.task.dense or tuple(inputs[first].shape[2:]) == self.roi_size:
             return self(inputs, mask).logits
-        channels = [self.input_shapes[m][0] for m in self.modalities]
+        B = mask.shape[0]
+        channels = [inputs[m].shape[1] for m in self.modalities]
         volume = torch.cat([inputs[m] for m in self.modalities], dim=1)  # [B, ΣC_m, D, H, W]
 
-        def predictor(windows: Tensor) -> Tensor:  # [k·B, ΣC_m, *roi] -> [k·B, C_out, *roi]
+        def predictor(windows: Tensor) -> Tensor:  # [k·B, ΣC_m, *roi] → [k·B, C_out, *roi], k positions × B
             parts = dict(zip(self.modalities, windows.split(channels, dim=1), strict=True))
-            return self(parts, mask.repeat(windows.shape[0] // mask.shape[0], 1)).logits
+            return self(parts, mask.repeat(windows.shape[0] // B, 1)).logits
 
-        return sliding_window_inference(volume, roi, predictor, overlap=0.5)
+        return sliding_window_inference(
+            volume, self.roi_size, predictor, self.sw_overlap, self.sw_batch_size, self.sw_mode
+        )
 
     # ---------------------------------------------------------------------------------------- Lightning glue
-    def configure_optimizers(self) -> torch.optim.Optimizer:  # noqa: D102
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """``AdamW(lr=1e-3, weight_decay=0)`` on the trainable parameters (without LightningCLI's ``--optimizer``)."""
         params = [p for p in self.parameters() if p.requires_grad]
-        return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        return torch.optim.AdamW(params, lr=DEFAULT_LR, weight_decay=DEFAULT_WEIGHT_DECAY)
 
     def on_fit_start(self) -> None:  # noqa: D102
         dm = getattr(self.trainer, "datamodule", None)
@@ -168,10 +255,26 @@ class MissingModalityMethod(pl.LightningModule):
         terms = self.loss(output, batch)
         if "loss" not in terms:
             raise KeyError(f"{type(self).__name__}.loss must return a 'loss' entry, got {sorted(terms)}")
+        bar, write = self._step_logging()
         bs = batch["mask"].shape[0]
         for name, value in terms.items():
-            self.log(f"train/loss/{name}", value.detach(), batch_size=bs, prog_bar=name == "loss")
+            if write or (bar and name == "loss"):
+                self.log(f"train/loss/{name}", value.detach(), batch_size=bs, prog_bar=bar and name == "loss")
         return terms["loss"]
+
+    def _step_logging(self) -> tuple[bool, bool]:
+        """(a progress bar shows the loss, the loggers write this step).
+
+        Per-step values reach the loggers only every ``log_every_n_steps`` steps; logging the loss terms on the
+        other steps costs a ``self.log`` call each (and, for progress-bar values, a host sync) for nothing.
+        Lightning's own rule decides (it is read before the step counter moves, as when it writes).
+        """
+        trainer = self._trainer
+        if trainer is None:
+            return False, True
+        connector = getattr(trainer, "_logger_connector", None)
+        write = bool(getattr(trainer, "fast_dev_run", False)) or bool(getattr(connector, "should_update_logs", True))
+        return trainer.progress_bar_callback is not None, write
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:  # noqa: D102
         logits = self.predict_logits(batch["inputs"], batch["mask"])

@@ -15,176 +15,61 @@ The full-modality "upper bound" is configuration, not code: ``experiments/method
 ``zero_fill`` with ``missingness: null`` (its rows read ``training_regime=full``; test masks still come from the
 evaluation protocol).
 
-Every method runs on every task: vector tasks (multiclass, multilabel, regression) use ``make_encoder`` per
-modality and an MLP head; segmentation uses the 3-D U-Net blocks of ``mmbench.nn.unet3d`` (one encoder per
-modality, fusion at every level, one shared decoder). All fusion kernels are row-wise and select with
-``torch.where`` on the mask, so a masked-out input never reaches the output (no peeking) and a row never depends
-on another row's mask (sample independence). There is no batch normalisation.
+Every method runs on every task: the backbone (``mmbench.nn.backbones.make_backbone``) gives vector tasks
+(multiclass, multilabel, regression) one encoder level per modality and an MLP head, and segmentation 3-D U-Net
+encoders (fusion at every level) and one shared decoder. The fusion kernels (``mmbench.functional.fusion``) are
+row-wise and select with ``torch.where`` on the mask, so a masked-out input never reaches the output (no peeking)
+and a row never depends on another row's mask (sample independence). There is no batch normalisation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mmbench.functional.fusion import drop_modalities, fill_inputs, masked_concat, masked_mean, masked_mean_var
 from mmbench.methods.base import MissingModalityMethod
-from mmbench.nn.encoders import make_encoder
-from mmbench.nn.unet3d import UNet3DDecoder, UNet3DEncoder
 from mmbench.registry import METHODS
-from mmbench.types import MethodOutput, Task
+from mmbench.types import MethodOutput
 
 if TYPE_CHECKING:
     from mmbench.data.base import MultimodalDataModule
 
-__all__ = [
-    "HeMIS",
-    "LateFusion",
-    "MeanFill",
-    "ModDrop",
-    "Unimodal",
-    "ZeroFill",
-    "drop_modalities",
-    "masked_concat",
-    "masked_mean",
-    "masked_mean_var",
-]
+__all__ = ["HeMIS", "LateFusion", "MeanFill", "ModDrop", "Unimodal", "ZeroFill"]
 
 
-# ------------------------------------------------------------------------------------------- fusion kernels
-def _keep(mask: Tensor, like: Tensor) -> Tensor:
-    """``bool[B, M]`` → ``bool[B, M, 1, ..., 1]`` broadcastable against ``like`` ``[B, M, ...]``."""
-    return mask.reshape(*mask.shape, *([1] * (like.dim() - 2)))
-
-
-def masked_concat(feats: Tensor, mask: Tensor) -> Tensor:
-    """Concatenate per-modality features with the masked-out ones replaced by zeros.
-
-    Args:
-        feats: ``[B, M, C, *S]`` (``S`` = spatial dims, possibly none).
-        mask: ``bool[B, M]``, True = observed.
-
-    Returns:
-        ``[B, M·C, *S]`` in canonical modality order.
-    """
-    return torch.where(_keep(mask, feats), feats, feats.new_zeros(())).flatten(1, 2)
-
-
-def masked_mean(feats: Tensor, mask: Tensor) -> Tensor:
-    """Mean over the observed modalities: ``[B, M, C, *S]`` → ``[B, C, *S]`` (zeros for a row with none)."""
-    keep = _keep(mask, feats)
-    n = keep.sum(1).clamp(min=1).to(feats.dtype)  # [B, 1, ..., 1]
-    return torch.where(keep, feats, feats.new_zeros(())).sum(1) / n
-
-
-def masked_mean_var(feats: Tensor, mask: Tensor) -> Tensor:
-    """HeMIS abstraction: first and second moments over the observed modalities.
-
-    The variance is the population variance (``tf.nn.moments`` in the U-HeMIS code), so it is exactly 0 when one
-    modality is observed. Both moments are symmetric in the modality axis (permutation-invariant).
-
-    Args:
-        feats: ``[B, M, C, *S]``.
-        mask: ``bool[B, M]``.
-
-    Returns:
-        ``[B, 2·C, *S]``: ``[mean, var]`` concatenated on the channel axis.
-    """
-    keep = _keep(mask, feats)
-    n = keep.sum(1).clamp(min=1).to(feats.dtype)  # [B, 1, ..., 1]
-    zero = feats.new_zeros(())
-    mean = torch.where(keep, feats, zero).sum(1) / n  # [B, C, *S]
-    var = torch.where(keep, (feats - mean.unsqueeze(1)) ** 2, zero).sum(1) / n  # [B, C, *S]
-    return torch.cat([mean, var], dim=1)
-
-
-def drop_modalities(mask: Tensor, rate: float) -> Tensor:
-    """ModDrop: drop each observed modality with probability ``rate``, never leaving a row with none.
-
-    A row whose every observed modality was dropped gets back one of its observed modalities, chosen uniformly.
-    Uses the global torch RNG on ``mask.device``; call it only in training.
-
-    Args:
-        mask: ``bool[B, M]``.
-        rate: drop probability in ``[0, 1]``.
-
-    Returns:
-        ``bool[B, M]``, a subset of ``mask`` with at least one True per row (where ``mask`` has one).
-    """
-    kept = mask & (torch.rand(mask.shape, device=mask.device) >= rate)
-    score = torch.rand(mask.shape, device=mask.device).masked_fill(~mask, -1.0)
-    rescue = F.one_hot(score.argmax(1), mask.shape[1]).bool() & mask  # one random observed modality per row
-    return torch.where(kept.any(1, keepdim=True), kept, rescue)
-
-
-# -------------------------------------------------------------------------------------------- building blocks
 def _check_rate(rate: float) -> float:
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"drop_rate must be in [0, 1], got {rate}")
     return float(rate)
 
 
-class _MLPHead(nn.Module):
-    """``[B, in_dim] → [B, C]``: Linear-ReLU-Linear (the fused decoder of vector tasks)."""
-
-    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, out_dim))
-
-    def forward(self, levels: list[Tensor]) -> Tensor:
-        return self.net(levels[-1])
-
-
-class _LevelEncoder(nn.Module):
-    """Wrap a vector encoder ``[B, ...] → [B, H]`` as a one-level feature pyramid ``[[B, H]]``."""
-
-    def __init__(self, encoder: nn.Module) -> None:
-        super().__init__()
-        self.encoder = encoder
-
-    def forward(self, x: Tensor) -> list[Tensor]:
-        return [self.encoder(x)]
-
-
 class _FusionMethod(MissingModalityMethod):
     """Skeleton of the intermediate-fusion baselines: encode each modality, fuse level by level, decode.
 
-    ``forward``: ``x = prepare_inputs(inputs, mask)`` → per modality a list of levels (vector tasks: one level
-    ``[B, H]``; segmentation: the U-Net encoder's skips ``[B, C_l, *S_l]``) → stacked ``[B, M, C_l, *S_l]`` →
-    ``fuse(level, mask)`` ``[B, C'_l, *S_l]`` → decoder (MLP head or U-Net decoder) → logits.
+    ``forward``: ``x = prepare_inputs(inputs, mask)`` → per modality a list of levels (``Backbone.encoder``) →
+    stacked ``[B, M, C_l, *S_l]`` → ``fuse(level, mask)`` ``[B, C'_l, *S_l]`` → ``Backbone.decoder`` → logits.
 
     Subclasses set ``fused_channels(c)`` (channels of a fused level) and ``fuse``; ``prepare_inputs`` defaults to
     the identity.
+
+    Args:
+        hidden_dim: per-modality feature width and head width (vector tasks).
+        unet_widths: channels per U-Net level (segmentation).
+        **kwargs: ``MissingModalityMethod`` arguments (the linked data facts, evaluation settings).
     """
 
-    supported_tasks: tuple[Task, ...] = tuple(Task)
-
     def __init__(
-        self,
-        modalities: Sequence[str],
-        input_shapes: Mapping[str, Sequence[int]],
-        task: Task | str,
-        num_classes: int,
-        hidden_dim: int = 64,
-        unet_widths: Sequence[int] = (8, 16, 32, 64),
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
+        self, *args: Any, hidden_dim: int = 64, unet_widths: tuple[int, ...] = (8, 16, 32, 64), **kwargs: Any
     ) -> None:
-        super().__init__(modalities, input_shapes, task, num_classes, lr, weight_decay)
-        if self.task is Task.SEGMENTATION:
-            widths = tuple(int(w) for w in unet_widths)
-            encoders, self.decoder = _segmentation_parts(
-                self.input_shapes, self.num_classes, widths, self.fused_channels
-            )
-            self.encoders = nn.ModuleDict(encoders)
-        else:
-            self.encoders = nn.ModuleDict(
-                {m: _LevelEncoder(make_encoder(self.input_shapes[m], hidden_dim)) for m in self.modalities}
-            )
-            self.decoder = _MLPHead(self.fused_channels(hidden_dim), hidden_dim, self.num_classes)
+        super().__init__(*args, **kwargs)
+        backbone = self.make_backbone(hidden_dim, unet_widths)
+        self.encoders = backbone.encoders(self.input_shapes)
+        fused = [self.fused_channels(c) for c in backbone.widths]
+        self.decoder = backbone.decoder(fused, self.num_classes, hidden=hidden_dim, act_first=False)
 
     def fused_channels(self, channels: int) -> int:
         """Channels of a fused level whose per-modality features have ``channels``."""
@@ -200,9 +85,9 @@ class _FusionMethod(MissingModalityMethod):
 
     def forward(self, inputs: Mapping[str, Tensor], mask: Tensor) -> MethodOutput:
         x = self.prepare_inputs(inputs, mask)
-        per_modality = [self.encoders[m](x[m]) for m in self.modalities]  # M lists of L levels
+        per_modality = [self.encoders[m](self.pad_spatial(x[m])) for m in self.modalities]  # M lists of L levels
         fused = [self.fuse(torch.stack(level, dim=1), mask) for level in zip(*per_modality, strict=True)]
-        return MethodOutput(logits=self.decoder(fused))
+        return MethodOutput(logits=self.crop_spatial(self.decoder(fused), x[self.modalities[0]].shape))
 
 
 # ----------------------------------------------------------------------------------------------- the methods
@@ -220,15 +105,10 @@ class ZeroFill(_FusionMethod):
     (hence the input) are, and everything after it is a row-wise function without batch statistics.
 
     Args:
-        modalities: linked from the data module.
-        input_shapes: linked from the data module.
-        task: linked from the data module.
-        num_classes: linked from the data module.
         hidden_dim: per-modality feature width and head width (vector tasks).
         unet_widths: channels per U-Net level (segmentation; spatial sizes must be multiples of
             ``2**(len(unet_widths) - 1)``).
-        lr: learning rate.
-        weight_decay: weight decay.
+        **kwargs: ``MissingModalityMethod`` arguments (the linked data facts, evaluation settings).
     """
 
     def fused_channels(self, channels: int) -> int:  # noqa: D102
@@ -245,8 +125,8 @@ class ZeroFill(_FusionMethod):
 class MeanFill(_FusionMethod):
     """Mean imputation: a missing modality's input is replaced by its training mean, then concat fusion.
 
-    The means come from ``fit_unsupervised``: one pass over ``datamodule.train_dataloader()`` with the training
-    masks (``datamodule.apply_missingness(batch, "train")``, epoch 0), summing each modality over the rows where
+    The means come from ``fit_unsupervised``: one pass over ``self.train_batches(datamodule)`` (training masks,
+    epoch 0), summing each modality over the rows where
     it is observed only. They are elementwise for vectors, sequences and images, and one value per channel for
     volumes (training patches and evaluation volumes differ in size). They live in buffers, so checkpoints carry
     them. A modality never observed in training keeps a mean of 0 (zero filling).
@@ -255,30 +135,15 @@ class MeanFill(_FusionMethod):
     encoder sees the same constant whatever the input holds.
 
     Args:
-        modalities: linked from the data module.
-        input_shapes: linked from the data module.
-        task: linked from the data module.
-        num_classes: linked from the data module.
         hidden_dim: per-modality feature width and head width (vector tasks).
         unet_widths: channels per U-Net level (segmentation).
-        lr: learning rate.
-        weight_decay: weight decay.
+        **kwargs: ``MissingModalityMethod`` arguments (the linked data facts, evaluation settings).
     """
 
     mean_count: Tensor  # long[M]: training rows in which each modality is observed (set by fit_unsupervised)
 
-    def __init__(
-        self,
-        modalities: Sequence[str],
-        input_shapes: Mapping[str, Sequence[int]],
-        task: Task | str,
-        num_classes: int,
-        hidden_dim: int = 64,
-        unet_widths: Sequence[int] = (8, 16, 32, 64),
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-    ) -> None:
-        super().__init__(modalities, input_shapes, task, num_classes, hidden_dim, unet_widths, lr, weight_decay)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         for i, m in enumerate(self.modalities):
             self.register_buffer(f"mean_{i}", torch.zeros(self._mean_shape(m)))
         self.register_buffer("mean_count", torch.zeros(self.num_modalities, dtype=torch.long))
@@ -298,8 +163,7 @@ class MeanFill(_FusionMethod):
         """Per-modality means over the observed entries of the training split (training masks, epoch 0)."""
         sums = {m: torch.zeros(self._mean_shape(m), dtype=torch.float64) for m in self.modalities}
         counts = torch.zeros(self.num_modalities, dtype=torch.long)
-        for batch in datamodule.train_dataloader():
-            batch = datamodule.apply_missingness(batch, "train")
+        for batch in self.train_batches(datamodule):
             mask = batch["mask"].cpu()
             counts += mask.sum(0)
             for i, m in enumerate(self.modalities):
@@ -313,12 +177,7 @@ class MeanFill(_FusionMethod):
         self.mean_count.copy_(counts)
 
     def prepare_inputs(self, inputs: Mapping[str, Tensor], mask: Tensor) -> Mapping[str, Tensor]:  # noqa: D102
-        out = {}
-        for i, m in enumerate(self.modalities):
-            x = inputs[m]
-            keep = mask[:, i].reshape(-1, *([1] * (x.dim() - 1)))  # [B, 1, ..., 1]
-            out[m] = torch.where(keep, x, self.train_mean(m).to(x.dtype))
-        return out
+        return fill_inputs(inputs, mask, {m: self.train_mean(m) for m in self.modalities}, self.modalities)
 
     def fused_channels(self, channels: int) -> int:  # noqa: D102
         return self.num_modalities * channels
@@ -339,30 +198,14 @@ class ModDrop(ZeroFill):
     the mask alone decides and no random number is drawn. No peeking holds as for ``zero_fill``.
 
     Args:
-        modalities: linked from the data module.
-        input_shapes: linked from the data module.
-        task: linked from the data module.
-        num_classes: linked from the data module.
         drop_rate: probability of dropping an observed modality during training.
         hidden_dim: per-modality feature width and head width (vector tasks).
         unet_widths: channels per U-Net level (segmentation).
-        lr: learning rate.
-        weight_decay: weight decay.
+        **kwargs: ``MissingModalityMethod`` arguments (the linked data facts, evaluation settings).
     """
 
-    def __init__(
-        self,
-        modalities: Sequence[str],
-        input_shapes: Mapping[str, Sequence[int]],
-        task: Task | str,
-        num_classes: int,
-        drop_rate: float = 0.25,
-        hidden_dim: int = 64,
-        unet_widths: Sequence[int] = (8, 16, 32, 64),
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-    ) -> None:
-        super().__init__(modalities, input_shapes, task, num_classes, hidden_dim, unet_widths, lr, weight_decay)
+    def __init__(self, *args: Any, drop_rate: float = 0.25, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.drop_rate = _check_rate(drop_rate)
 
     def forward(self, inputs: Mapping[str, Tensor], mask: Tensor) -> MethodOutput:  # noqa: D102
@@ -385,14 +228,9 @@ class HeMIS(_FusionMethod):
     2019). The fusion is permutation-invariant over modalities and never reads a masked-out modality.
 
     Args:
-        modalities: linked from the data module.
-        input_shapes: linked from the data module.
-        task: linked from the data module.
-        num_classes: linked from the data module.
         hidden_dim: per-modality feature width and head width (vector tasks).
         unet_widths: channels per U-Net level (segmentation).
-        lr: learning rate.
-        weight_decay: weight decay.
+        **kwargs: ``MissingModalityMethod`` arguments (the linked data facts, evaluation settings).
     """
 
     def fused_channels(self, channels: int) -> int:  # noqa: D102
@@ -414,40 +252,31 @@ class LateFusion(MissingModalityMethod):
     computed but selected away with ``torch.where``, so it never reaches the output.
 
     Args:
-        modalities: linked from the data module.
-        input_shapes: linked from the data module.
-        task: linked from the data module.
-        num_classes: linked from the data module.
         hidden_dim: encoder output width (vector tasks).
         unet_widths: channels per U-Net level (segmentation).
-        lr: learning rate.
-        weight_decay: weight decay.
+        **kwargs: ``MissingModalityMethod`` arguments (the linked data facts, evaluation settings).
     """
 
-    supported_tasks: tuple[Task, ...] = tuple(Task)
-
     def __init__(
-        self,
-        modalities: Sequence[str],
-        input_shapes: Mapping[str, Sequence[int]],
-        task: Task | str,
-        num_classes: int,
-        hidden_dim: int = 64,
-        unet_widths: Sequence[int] = (8, 16, 32, 64),
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
+        self, *args: Any, hidden_dim: int = 64, unet_widths: tuple[int, ...] = (8, 16, 32, 64), **kwargs: Any
     ) -> None:
-        super().__init__(modalities, input_shapes, task, num_classes, lr, weight_decay)
+        super().__init__(*args, **kwargs)
+        backbone = self.make_backbone(hidden_dim, unet_widths)
         self.models = nn.ModuleDict(
             {
-                m: _unimodal_model(self.task, self.input_shapes[m], self.num_classes, hidden_dim, unet_widths)
+                m: nn.Sequential(
+                    backbone.encoder(self.input_shapes[m]), backbone.decoder(backbone.widths, self.num_classes)
+                )
                 for m in self.modalities
             }
         )
 
     def forward(self, inputs: Mapping[str, Tensor], mask: Tensor) -> MethodOutput:  # noqa: D102
-        per_modality = torch.stack([self.models[m](inputs[m]) for m in self.modalities], dim=1)  # [B, M, C, *S]
-        return MethodOutput(logits=masked_mean(per_modality, mask), aux={"per_modality_logits": per_modality})
+        per_modality = torch.stack(
+            [self.models[m](self.pad_spatial(inputs[m])) for m in self.modalities], dim=1
+        )  # [B, M, C, *S]
+        logits = self.crop_spatial(masked_mean(per_modality, mask), inputs[self.modalities[0]].shape)
+        return MethodOutput(logits=logits, aux={"per_modality_logits": per_modality})
 
     def variant(self) -> dict[str, object]:  # noqa: D102
         return {"fusion": "masked_mean_logits"}
@@ -464,81 +293,37 @@ class Unimodal(MissingModalityMethod):
     patterns without ``modality`` the method predicts the prior, honestly, rather than being left out.
 
     Args:
-        modalities: linked from the data module.
-        input_shapes: linked from the data module.
-        task: linked from the data module.
-        num_classes: linked from the data module.
         modality: the modality used (default: the first in canonical order).
         hidden_dim: encoder output width (vector tasks).
         unet_widths: channels per U-Net level (segmentation).
-        lr: learning rate.
-        weight_decay: weight decay.
+        **kwargs: ``MissingModalityMethod`` arguments (the linked data facts, evaluation settings).
     """
-
-    supported_tasks: tuple[Task, ...] = tuple(Task)
 
     def __init__(
         self,
-        modalities: Sequence[str],
-        input_shapes: Mapping[str, Sequence[int]],
-        task: Task | str,
-        num_classes: int,
+        *args: Any,
         modality: str | None = None,
         hidden_dim: int = 64,
-        unet_widths: Sequence[int] = (8, 16, 32, 64),
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
+        unet_widths: tuple[int, ...] = (8, 16, 32, 64),
+        **kwargs: Any,
     ) -> None:
-        super().__init__(modalities, input_shapes, task, num_classes, lr, weight_decay)
+        super().__init__(*args, **kwargs)
         self.modality = modality if modality is not None else self.modalities[0]
         if self.modality not in self.modalities:
             raise ValueError(f"modality {self.modality!r} is not one of {list(self.modalities)}")
         self.hparams["modality"] = self.modality
         self.index = self.modalities.index(self.modality)
-        shape = self.input_shapes[self.modality]
-        self.model = _unimodal_model(self.task, shape, self.num_classes, hidden_dim, unet_widths)
+        backbone = self.make_backbone(hidden_dim, unet_widths)
+        encoder = backbone.encoder(self.input_shapes[self.modality])
+        self.model = nn.Sequential(encoder, backbone.decoder(backbone.widths, self.num_classes))
         self.prior_logits = nn.Parameter(torch.zeros(self.num_classes))
 
     def forward(self, inputs: Mapping[str, Tensor], mask: Tensor) -> MethodOutput:  # noqa: D102
-        logits = self.model(inputs[self.modality])  # [B, C, *S]
+        x = inputs[self.modality]
+        logits = self.crop_spatial(self.model(self.pad_spatial(x)), x.shape)  # [B, C, *S]
         keep = mask[:, self.index].reshape(-1, *([1] * (logits.dim() - 1)))  # [B, 1, ..., 1]
         prior = self.prior_logits.reshape(1, -1, *([1] * (logits.dim() - 2)))  # [1, C, 1, ...]
         return MethodOutput(logits=torch.where(keep, logits, prior.to(logits.dtype)))
 
     def variant(self) -> dict[str, object]:  # noqa: D102
         return {"modality": self.modality, "when_missing": "prior_logits"}
-
-
-# ----------------------------------------------------------------------------------------- architecture glue
-class _FusedUNetDecoder(nn.Module):
-    """``UNet3DDecoder`` taking the fused levels ``[f_0 … f_{L−1}]`` (bottleneck last) as one list."""
-
-    def __init__(self, widths: Sequence[int], out_channels: int, fused_widths: Sequence[int]) -> None:
-        super().__init__()
-        self.decoder = UNet3DDecoder(
-            widths, out_channels, in_channels=fused_widths[-1], skip_channels=fused_widths[:-1]
-        )
-
-    def forward(self, levels: list[Tensor]) -> Tensor:
-        return self.decoder(levels[-1], levels[:-1])
-
-
-def _segmentation_parts(
-    input_shapes: Mapping[str, Sequence[int]],
-    num_classes: int,
-    widths: Sequence[int],
-    fused_channels: Callable[[int], int],
-) -> tuple[dict[str, nn.Module], nn.Module]:
-    """One ``UNet3DEncoder`` per modality and a decoder whose level ``l`` has ``fused_channels(widths[l])`` channels."""
-    encoders: dict[str, nn.Module] = {m: UNet3DEncoder(int(s[0]), widths) for m, s in input_shapes.items()}
-    return encoders, _FusedUNetDecoder(widths, num_classes, [fused_channels(w) for w in widths])
-
-
-def _unimodal_model(
-    task: Task, shape: Sequence[int], num_classes: int, hidden_dim: int, unet_widths: Sequence[int]
-) -> nn.Module:
-    """One modality's whole model ``[B, *shape] → [B, C, *S]``: encoder + ReLU + linear, or a U-Net."""
-    if task is Task.SEGMENTATION:
-        encoders, decoder = _segmentation_parts({"x": shape}, num_classes, unet_widths, lambda c: c)
-        return nn.Sequential(encoders["x"], decoder)
-    return nn.Sequential(make_encoder(shape, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, num_classes))

@@ -85,13 +85,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmbench.functional.sliding_window import sliding_window_inference
+from mmbench.functional.fusion import FillRule, fill_missing, fill_weights
 from mmbench.masks import zero_fill
 from mmbench.methods.base import MissingModalityMethod, task_loss
-from mmbench.nn.encoders import MLPEncoder, make_encoder
-from mmbench.nn.unet3d import UNet3DDecoder, UNet3DEncoder, pad_far_end, padded_shape
 from mmbench.registry import METHODS
-from mmbench.types import Batch, MethodOutput, Task
+from mmbench.types import Batch, MethodOutput
 
 __all__ = [
     "PAPER_ROI_SIZE",
@@ -103,20 +101,17 @@ __all__ = [
     "SkipFill",
     "dao_loss",
     "dco_loss",
-    "fill_missing",
-    "fill_weights",
     "modality_pairs",
 ]
 
 DAOType = Literal["l1", "mse", "kl", "ce"]
 """Distribution alignment objective: L1 / MSE pairwise (Eq. 8, p-norm), KL pairwise (Eq. 7), CE to uniform (Eq. 6)."""
-MissingFill = Literal["mean", "first_available"]
+MissingFill = FillRule
 """Eq. (4) mean of the observed shared features (paper) or one observed modality's shared feature (code)."""
 SkipFill = Literal["masked_mean", "zero_input"]
 """Segmentation skips of a missing modality: filled like the bottleneck, or the shared encoder's zero response."""
 DAOPairs = Literal["cyclic", "all"]
 """Which modality pairs the pairwise DAOs compare."""
-BlendName = Literal["gaussian", "constant"]
 
 PAPER_SEG_WIDTHS = (32, 64, 128, 256, 256)
 """Paper-scale U-Net widths: a 256-channel bottleneck like the official ASPP output; 66.8 M parameters for M = 4
@@ -144,46 +139,6 @@ def modality_pairs(num_modalities: int, which: DAOPairs = "cyclic") -> list[tupl
     if which == "all" or num_modalities == 2:
         return list(combinations(range(num_modalities), 2))
     return [(i, (i + 1) % num_modalities) for i in range(num_modalities)]
-
-
-def fill_weights(mask: Tensor, rule: MissingFill, training: bool) -> Tensor:
-    """Per-sample weights over modalities used to build a missing modality's feature from shared features.
-
-    Args:
-        mask: ``bool[B, M]``.
-        rule: ``"mean"``: ``1/K`` on each of the K observed modalities (Eq. 4); ``"first_available"``: one-hot on
-            one observed modality: uniformly random per sample in training, the first in canonical order in eval.
-        training: whether the module is in training mode.
-
-    Returns:
-        ``float[B, M]``, zero on missing modalities, rows summing to 1 (0 for a row with nothing observed).
-    """
-    observed = mask.float()  # [B, M]
-    if rule == "mean":
-        return observed / observed.sum(1, keepdim=True).clamp(min=1.0)
-    # training: a uniformly random observed modality; eval: argmax returns the first maximal index = first observed
-    score = torch.where(mask, torch.rand(mask.shape, device=mask.device), -1.0) if training else observed  # [B, M]
-    choice = score.argmax(1)  # [B]
-    return F.one_hot(choice, mask.shape[1]).float() * observed
-
-
-def fill_missing(shared: Tensor, fused: Tensor, mask: Tensor, weights: Tensor) -> Tensor:
-    """Keep ``fused`` for observed modalities; give missing ones ``Σ_i weights_i · shared_i`` (Eq. 4).
-
-    Args:
-        shared: ``[B, M, *F]`` shared features ``r``.
-        fused: ``[B, M, *F]`` features of observed modalities (``f`` of Eq. 2, or ``r`` itself for skips).
-        mask: ``bool[B, M]``.
-        weights: ``float[B, M]`` from ``fill_weights``.
-
-    Returns:
-        ``[B, M, *F]``.
-    """
-    keep = mask.reshape(*mask.shape, *([1] * (shared.dim() - 2)))  # [B, M, 1, ..., 1]
-    observed = torch.where(keep, shared, 0.0)  # missing modalities' shared features never enter the fill
-    w = weights.to(shared.dtype).reshape(keep.shape)  # [B, M, 1, ..., 1]
-    fill = (w * observed).sum(1, keepdim=True)  # [B, 1, *F]
-    return torch.where(keep, fused, fill)
 
 
 def _masked_mean(terms: Tensor, counted: Tensor) -> Tensor:
@@ -260,11 +215,11 @@ def _pool(x: Tensor) -> Tensor:
 class ShaSpec(MissingModalityMethod):
     """ShaSpec (Wang et al., CVPR 2023): see the module docstring for the equations, switches and deviations.
 
+    Encoders and decoders come from the task's backbone (``mmbench.nn.backbones``): vector tasks get per-modality
+    stems to ``stem_dim`` and MLP shared/specific encoders of width ``feature_dim``; segmentation gets 3-D U-Net
+    encoders of ``seg_widths`` on the volumes directly. The method itself is Eqs. 1-9.
+
     Args:
-        modalities: linked from the data module.
-        input_shapes: linked from the data module.
-        task: linked from the data module.
-        num_classes: linked from the data module (3 region channels for segmentation).
         dao: DAO type, ``"l1"`` (default), ``"mse"``, ``"kl"`` or ``"ce"``.
         alpha: DAO weight (0.1).
         beta: DCO weight (0.02).
@@ -280,23 +235,13 @@ class ShaSpec(MissingModalityMethod):
         dropout: vector tasks: dropout before each head layer (0.2; the paper gives no rate, and 0.5 slows short
             runs markedly).
         seg_widths: segmentation: U-Net channels per level, ``L = len`` levels (``(8, 16, 32, 64)``).
-        roi_size: segmentation: sliding-window size at evaluation; ``None`` = the spatial size of ``input_shapes``
-            (the training patch).
-        sw_overlap: sliding-window overlap (0.5).
-        sw_mode: sliding-window blending, ``"gaussian"`` (default) or ``"constant"`` (official code).
-        sw_batch_size: window positions per forward call (1).
-        lr: learning rate.
-        weight_decay: weight decay.
+        **kwargs: ``MissingModalityMethod`` arguments: the linked data facts and the sliding-window settings
+            (``roi_size``, ``sw_overlap``, ``sw_mode``, ``sw_batch_size``).
     """
-
-    supported_tasks: tuple[Task, ...] = tuple(Task)
 
     def __init__(
         self,
-        modalities: Sequence[str],
-        input_shapes: Mapping[str, Sequence[int]],
-        task: Task | str,
-        num_classes: int,
+        *args: Any,
         dao: DAOType = "l1",
         alpha: float = 0.1,
         beta: float = 0.02,
@@ -310,58 +255,34 @@ class ShaSpec(MissingModalityMethod):
         head_hidden: int = 128,
         dropout: float = 0.2,
         seg_widths: tuple[int, ...] = (8, 16, 32, 64),
-        roi_size: tuple[int, int, int] | None = None,
-        sw_overlap: float = 0.5,
-        sw_mode: BlendName = "gaussian",
-        sw_batch_size: int = 1,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(modalities, input_shapes, task, num_classes, lr, weight_decay)
+        super().__init__(*args, **kwargs)
         self.dao: DAOType = _check_choice("dao", dao, DAOType)
         self.missing_fill: MissingFill = _check_choice("missing_fill", missing_fill, MissingFill)
         self.missing_skips: SkipFill = _check_choice("missing_skips", missing_skips, SkipFill)
         self.dao_pairs: DAOPairs = _check_choice("dao_pairs", dao_pairs, DAOPairs)
-        self.sw_mode: BlendName = _check_choice("sw_mode", sw_mode, BlendName)
         self.alpha, self.beta, self.aux_on_missing = float(alpha), float(beta), bool(aux_on_missing)
-        self.sw_overlap, self.sw_batch_size = float(sw_overlap), int(sw_batch_size)
         self.pairs = modality_pairs(self.num_modalities, self.dao_pairs)
         M = self.num_modalities
 
-        if self.task is Task.SEGMENTATION:
-            shapes = {self.input_shapes[m] for m in self.modalities}
-            if len(shapes) != 1 or len(next(iter(shapes))) != 4:
-                raise ValueError(
-                    f"segmentation needs one (C, D, H, W) shape shared by every modality, got {self.input_shapes}"
-                )
-            in_ch, *spatial = next(iter(shapes))
-            widths = tuple(int(w) for w in seg_widths)
-            self.roi_size = tuple(int(r) for r in roi_size) if roi_size is not None else tuple(spatial)
-            self.stems = nn.ModuleDict()  # volumes share the encoder directly
-            self.shared: nn.Module = UNet3DEncoder(in_ch, widths)
-            self.specific = nn.ModuleDict({m: UNet3DEncoder(in_ch, widths) for m in self.modalities})
-            width = widths[-1]
-            self.proj: nn.Module = nn.Conv3d(2 * width, width, kernel_size=3, padding=1, bias=False)
-            self.decoder: nn.Module = UNet3DDecoder(
-                widths, self.num_classes, in_channels=M * width, skip_channels=[M * w for w in widths[:-1]]
+        backbone = self.make_backbone(feature_dim, seg_widths)
+        stems = {m: backbone.stem(self.input_shapes[m], stem_dim) for m in self.modalities}
+        stem_shapes = {shape for _, shape in stems.values()}
+        if len(stem_shapes) != 1:
+            raise ValueError(
+                "ShaSpec's shared encoder needs one input shape for every modality: segmentation needs one "
+                f"(C, D, H, W) shape shared by every modality, got {self.input_shapes}"
             )
-        else:
-            width = feature_dim
-            self.roi_size = ()
-            self.stems = nn.ModuleDict({m: make_encoder(self.input_shapes[m], stem_dim) for m in self.modalities})
-            self.shared = nn.Sequential(nn.ReLU(), MLPEncoder(stem_dim, width, hidden=width))
-            self.specific = nn.ModuleDict(
-                {m: nn.Sequential(nn.ReLU(), MLPEncoder(stem_dim, width, hidden=width)) for m in self.modalities}
-            )
-            self.proj = nn.Linear(2 * width, width)
-            self.decoder = nn.Sequential(
-                nn.ReLU(),
-                nn.Dropout(dropout),
-                nn.Linear(M * width, head_hidden),
-                nn.ReLU(),
-                nn.Dropout(dropout),
-                nn.Linear(head_hidden, self.num_classes),
-            )
+        self.stems = nn.ModuleDict({m: stem for m, (stem, _) in stems.items()})  # Eq. 1 inputs (identity: volumes)
+        trunk_shape = next(iter(stem_shapes))
+        self.shared = backbone.trunk(trunk_shape)  # Eq. 1: ONE shared encoder
+        self.specific = nn.ModuleDict({m: backbone.trunk(trunk_shape) for m in self.modalities})  # Eq. 1
+        width = backbone.widths[-1]
+        self.proj = backbone.mixer(2 * width, width)  # Eq. 2: one projection shared by all modalities
+        self.decoder = backbone.decoder(  # Eq. 3: reads the M fused features concatenated, at every level
+            [M * w for w in backbone.widths], self.num_classes, hidden=head_hidden, dropout=dropout, act_first=True
+        )
         self.dco_head = nn.Linear(width, M)
         dao_out = {"ce": M, "kl": dao_dim}.get(self.dao)
         self.dao_head: nn.Module | None = nn.Linear(width, dao_out) if dao_out is not None else None
@@ -380,49 +301,28 @@ class ShaSpec(MissingModalityMethod):
             Eq. 4) ``[B, M, *F]``, ``dco_logits`` ``[B, M, M]``, ``dao_logits`` ``[B, M, K]`` (KL/CE DAO only);
             segmentation adds ``skip{l}`` ``[B, M, C_l, *S_l]``, the per-modality skips fed to the decoder.
         """
+        B, M = mask.shape
         x = zero_fill(inputs, mask, self.modalities)  # masked-out inputs become zeros before any encoder
         weights = fill_weights(mask, self.missing_fill, self.training)  # [B, M], one draw for every level
-        if self.task is Task.SEGMENTATION:
-            logits, r, s, fused, aux = self._forward_volumes(x, mask, weights)
-        else:
-            logits, r, s, fused, aux = self._forward_vectors(x, mask, weights)
-        aux.update(shared=r, specific=s, fused=fused, dco_logits=self.dco_head(_pool(s)))  # dco: [B, M, M]
-        if self.dao_head is not None:
-            aux["dao_logits"] = self.dao_head(_pool(r))  # [B, M, K]
-        return MethodOutput(logits=logits, aux=aux)
-
-    def _forward_vectors(
-        self, x: Mapping[str, Tensor], mask: Tensor, weights: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]:
-        B, M = mask.shape
-        u = torch.stack([self.stems[m](x[m]) for m in self.modalities], 1)  # [B, M, stem_dim]
-        r = self.shared(u.flatten(0, 1)).unflatten(0, (B, M))  # Eq. 1: [B·M, stem_dim] → [B, M, F]
-        s = torch.stack([self.specific[m](u[:, i]) for i, m in enumerate(self.modalities)], 1)  # Eq. 1: [B, M, F]
-        f = r + self.proj(torch.cat([r, s], -1))  # Eq. 2: [B, M, 2F] → [B, M, F]
-        fused = fill_missing(r, f, mask, weights)  # Eq. 4: [B, M, F]
-        logits = self.decoder(fused.flatten(1))  # Eq. 3: [B, M·F] → [B, C]
-        return logits, r, s, fused, {}
-
-    def _forward_volumes(
-        self, x: Mapping[str, Tensor], mask: Tensor, weights: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]:
-        B, M = mask.shape
-        vol = torch.stack([x[m] for m in self.modalities], 1)  # [B, M, C_in, D, H, W]
-        D, H, W = vol.shape[-3:]
-        assert isinstance(self.shared, UNet3DEncoder)
-        vol = pad_far_end(vol, padded_shape((D, H, W), self.shared.multiple))  # [B, M, C_in, D', H', W']
-        levels = [t.unflatten(0, (B, M)) for t in self.shared(vol.flatten(0, 1))]  # L × [B, M, C_l, *S_l]
-        r = levels[-1]  # Eq. 1: [B, M, C, d, h, w]
-        s = torch.stack([self.specific[m](vol[:, i])[-1] for i, m in enumerate(self.modalities)], 1)  # Eq. 1
-        f = r + self.proj(torch.cat([r, s], 2).flatten(0, 1)).unflatten(0, (B, M))  # Eq. 2: [B·M, 2C, …] → [B, M, C, …]
-        fused = fill_missing(r, f, mask, weights)  # Eq. 4: [B, M, C, d, h, w]
+        u = torch.stack([self.stems[m](x[m]) for m in self.modalities], 1)  # [B, M, *U] (vectors: [B, M, stem_dim])
+        u = self.pad_spatial(u)  # volumes: [B, M, C_in, D', H', W'] at the network's multiple
+        levels = [t.unflatten(0, (B, M)) for t in self.shared(u.flatten(0, 1))]  # L × [B, M, C_l, *S_l]
+        r = levels[-1]  # Eq. 1: [B, M, C, *S]
+        s = torch.stack([self.specific[m](u[:, i])[-1] for i, m in enumerate(self.modalities)], 1)  # Eq. 1
+        f = r + self.proj(torch.cat([r, s], 2).flatten(0, 1)).unflatten(
+            0, (B, M)
+        )  # Eq. 2: [B·M, 2C, *S] → [B, M, C, *S]
+        fused = fill_missing(r, f, mask, weights)  # Eq. 4: [B, M, C, *S]
         if self.missing_skips == "masked_mean":
             skips = [fill_missing(k, k, mask, weights) for k in levels[:-1]]  # Eq. 4 at every skip level
         else:
             skips = levels[:-1]  # missing modalities keep the shared encoder's response to zeros (official code)
-        logits = self.decoder(fused.flatten(1, 2), [k.flatten(1, 2) for k in skips])  # [B, M·C_l, …] → [B, C, …]
-        aux = {f"skip{i}": k for i, k in enumerate(skips)}
-        return logits[..., :D, :H, :W], r, s, fused, aux
+        logits = self.decoder([k.flatten(1, 2) for k in [*skips, fused]])  # Eq. 3: [B, M·C_l, *S_l] → [B, C, *S]
+        aux = {f"skip{i}": k for i, k in enumerate(skips)}  # segmentation only (vectors have one level)
+        aux.update(shared=r, specific=s, fused=fused, dco_logits=self.dco_head(_pool(s)))  # dco: [B, M, M]
+        if self.dao_head is not None:
+            aux["dao_logits"] = self.dao_head(_pool(r))  # [B, M, K]
+        return MethodOutput(logits=self.crop_spatial(logits, x[self.modalities[0]].shape), aux=aux)
 
     # ---------------------------------------------------------------------------------------------- loss
     def loss(self, output: MethodOutput, batch: Batch) -> dict[str, Tensor]:
@@ -444,20 +344,3 @@ class ShaSpec(MissingModalityMethod):
             "missing_skips": self.missing_skips,
             "dao_pairs": self.dao_pairs,
         }
-
-    def predict_logits(self, inputs: Mapping[str, Tensor], mask: Tensor) -> Tensor:
-        """Evaluation logits; segmentation uses sliding windows of ``roi_size`` over the whole volume."""
-        if self.task is not Task.SEGMENTATION:
-            return super().predict_logits(inputs, mask)
-        B = mask.shape[0]
-        x = zero_fill(inputs, mask, self.modalities)
-        channels = [x[m].shape[1] for m in self.modalities]
-        volume = torch.cat([x[m] for m in self.modalities], 1)  # [B, Σ C_m, D, H, W]
-
-        def predictor(windows: Tensor) -> Tensor:  # [k·B, Σ C_m, *roi], k positions × all B volumes
-            parts = dict(zip(self.modalities, windows.split(channels, dim=1), strict=True))
-            return self(parts, mask.repeat(windows.shape[0] // B, 1)).logits  # [k·B, C, *roi]
-
-        return sliding_window_inference(
-            volume, self.roi_size, predictor, self.sw_overlap, self.sw_batch_size, self.sw_mode
-        )

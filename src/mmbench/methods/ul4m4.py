@@ -65,21 +65,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 
+from mmbench.functional.fusion import masked_mean
 from mmbench.masks import zero_fill
 from mmbench.methods.base import MissingModalityMethod
-from mmbench.methods.baselines import masked_mean
-from mmbench.nn.encoders import make_encoder
 from mmbench.nn.imputer import UL4M4Imputer
-from mmbench.nn.unet3d import ConvBlock3d, UNet3DDecoder, UNet3DEncoder, pad_far_end, padded_shape
 from mmbench.registry import METHODS
-from mmbench.types import MethodOutput, Task
+from mmbench.types import MethodOutput
 
 if TYPE_CHECKING:
     from mmbench.data.base import MultimodalDataModule
@@ -90,48 +88,14 @@ SegSkips = Literal["observed_mean", "none"]
 """Segmentation decoder skips: per-sample mean over observed modalities of the frozen skip features, or none."""
 
 
-class _UpDecoder(nn.Module):
-    """Skip-free 3-D decoder ``[B, C_in, d, h, w] → [B, C_out, d·2^(L−1), …]``.
-
-    Per level (widths as ``UNet3DEncoder``, from the bottleneck up) a stride-2 transposed conv then a
-    ``ConvBlock3d``; a final 1×1 conv.
-    """
-
-    def __init__(self, widths: Sequence[int], in_channels: int, out_channels: int) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        prev = in_channels
-        for width in reversed(widths[:-1]):
-            layers += [nn.ConvTranspose3d(prev, width, kernel_size=2, stride=2), ConvBlock3d(width, width)]
-            prev = width
-        layers.append(nn.Conv3d(prev, out_channels, kernel_size=1))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
-
-
-class _MLPDecoder(nn.Module):
-    """Autoencoder decoder of vector tasks: ``[B, embed_dim] → [B, *shape]`` (Linear-ReLU-Linear)."""
-
-    def __init__(self, embed_dim: int, shape: Sequence[int], hidden: int) -> None:
-        super().__init__()
-        self.shape = tuple(shape)
-        self.net = nn.Sequential(nn.Linear(embed_dim, hidden), nn.ReLU(), nn.Linear(hidden, math.prod(self.shape)))
-
-    def forward(self, z: Tensor) -> Tensor:
-        return self.net(z).reshape(-1, *self.shape)
-
-
 @METHODS.register("ul4m4")
 class UL4M4(MissingModalityMethod):
     """UL4M4-style imputation in frozen-encoder embedding space, then a supervised fusion model (module docstring).
 
+    The frozen encoders, the autoencoder decoders and the supervised decoder come from the task's backbone
+    (``mmbench.nn.backbones``: ``embedder``, ``reconstructor``, ``token_decoder``).
+
     Args:
-        modalities: linked from the data module.
-        input_shapes: linked from the data module.
-        task: linked from the data module.
-        num_classes: linked from the data module (3 region channels for segmentation).
         num_clusters: K of the partial-modality k-means (16; 1 = mean-fill of the embeddings).
         train_on_complete: fit the imputer on complete training rows only (True, the official default) or on
             every training row's observed embeddings (False).
@@ -149,19 +113,14 @@ class UL4M4(MissingModalityMethod):
         seg_widths: segmentation: channels per level of the frozen 3-D encoders (``(8, 16, 32, 32)``; the
             embedding of a modality is ``seg_widths[-1]·(S/2^(L−1))³`` for an ``S³`` patch).
         seg_skips: segmentation decoder skips, ``"observed_mean"`` (default) or ``"none"``.
-        lr: learning rate of the supervised part.
-        weight_decay: weight decay of the supervised part.
+        **kwargs: ``MissingModalityMethod`` arguments (the linked data facts, evaluation settings).
     """
 
-    supported_tasks: tuple[Task, ...] = tuple(Task)
     fitted: Tensor  # bool[]: the unsupervised stage has run (or a fitted state was loaded)
 
     def __init__(
         self,
-        modalities: Sequence[str],
-        input_shapes: Mapping[str, Sequence[int]],
-        task: Task | str,
-        num_classes: int,
+        *args: Any,
         num_clusters: int = 16,
         train_on_complete: bool = True,
         imputer_max_iter: int = 100,
@@ -177,10 +136,9 @@ class UL4M4(MissingModalityMethod):
         dropout: float = 0.1,
         seg_widths: tuple[int, ...] = (8, 16, 32, 32),
         seg_skips: SegSkips = "observed_mean",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(modalities, input_shapes, task, num_classes, lr, weight_decay)
+        super().__init__(*args, **kwargs)
         if num_clusters < 1:
             raise ValueError(f"num_clusters must be >= 1, got {num_clusters}")
         if ae_epochs < 0:
@@ -194,75 +152,29 @@ class UL4M4(MissingModalityMethod):
         self.imputer = UL4M4Imputer(self.num_clusters, self.imputer_max_iter, self.imputer_tol, self.seed)
         self.register_buffer("fitted", torch.tensor(False))
 
+        self.backbone = self.make_backbone(embed_dim, seg_widths)
         self.encoders = nn.ModuleDict()
-        if self.task is Task.SEGMENTATION:
-            self._build_segmentation(tuple(int(w) for w in seg_widths))
-        else:
-            self._build_vectors(embed_dim, d_model, num_heads, num_layers, dropout)
+        self.embedding_shapes: list[tuple[int, ...]] = []  # per modality: the embedding map (vector: (d_m,))
+        for m in self.modalities:
+            self.encoders[m], shape = self.backbone.embedder(self.input_shapes[m], embed_dim)
+            self.embedding_shapes.append(shape)
+        self.embed_dims = [math.prod(s) for s in self.embedding_shapes]
+        # modalities whose input is not already its embedding get an autoencoder
+        self.raw = [m for m, e in zip(self.modalities, self.embedding_shapes, strict=True) if self.input_shapes[m] != e]
+        self.decoder = self.backbone.token_decoder(
+            self.embedding_shapes, self.num_classes, d_model, num_heads, num_layers, dropout, seg_skips != "none"
+        )
         self.encoders.requires_grad_(False)  # frozen: trained only inside fit_unsupervised, never by the optimiser
 
-    # --------------------------------------------------------------------------------------------- building
-    def _build_vectors(self, embed_dim: int, d_model: int, num_heads: int, num_layers: int, dropout: float) -> None:
-        self.raw = [m for m in self.modalities if len(self.input_shapes[m]) != 1]  # modalities with an autoencoder
-        self.embed_dims = [self.input_shapes[m][0] if m not in self.raw else embed_dim for m in self.modalities]
-        for m in self.modalities:
-            self.encoders[m] = make_encoder(self.input_shapes[m], embed_dim) if m in self.raw else nn.Identity()
-        self.proj = nn.ModuleDict(
-            {
-                m: nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d_model))
-                for m, d in zip(self.modalities, self.embed_dims, strict=True)
-            }
-        )
-        self.modality_embed = nn.Parameter(0.02 * torch.randn(self.num_modalities, d_model))
-        layer = nn.TransformerEncoderLayer(d_model, num_heads, 2 * d_model, dropout, batch_first=True)
-        self.fusion = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
-        self.head = nn.Sequential(
-            nn.Linear(d_model, d_model), nn.ReLU(), nn.Dropout(dropout), nn.Linear(d_model, self.num_classes)
-        )
-
-    def _build_segmentation(self, widths: tuple[int, ...]) -> None:
-        shapes = {self.input_shapes[m] for m in self.modalities}
-        if len(shapes) != 1 or len(next(iter(shapes))) != 4:
-            raise ValueError(f"segmentation needs one (C, D, H, W) shape shared by every modality, got {shapes}")
-        in_ch, *spatial = next(iter(shapes))
-        self.raw = list(self.modalities)
-        self.seg_widths = widths
-        step = 2 ** (len(widths) - 1)
-        self.padded = padded_shape(spatial, step)  # multiples of 2^(L−1)
-        self.bottleneck_shape = (widths[-1], *(s // step for s in self.padded))  # (C_b, d, h, w)
-        self.embed_dims = [math.prod(self.bottleneck_shape)] * self.num_modalities
-        for m in self.modalities:
-            self.encoders[m] = UNet3DEncoder(in_ch, widths)
-        bottleneck_in = self.num_modalities * widths[-1]
-        if self.seg_skips == "observed_mean":
-            self.decoder: nn.Module = UNet3DDecoder(widths, self.num_classes, in_channels=bottleneck_in)
-        else:
-            self.decoder = _UpDecoder(widths, bottleneck_in, self.num_classes)
-
-    def _make_ae_decoder(self, modality: str) -> nn.Module:
-        if self.task is Task.SEGMENTATION:
-            return _UpDecoder(self.seg_widths, self.seg_widths[-1], self.input_shapes[modality][0])
-        return _MLPDecoder(
-            self.embed_dims[self.modalities.index(modality)], self.input_shapes[modality], self.ae_hidden
-        )
-
     # ------------------------------------------------------------------------------------------ embeddings
-    def _pad(self, x: Tensor) -> Tensor:
-        """Segmentation: zero-pad ``[B, C, D, H, W]`` at the far end to ``self.padded``."""
-        D, H, W = x.shape[-3:]
-        patch = tuple(self.input_shapes[self.modalities[0]][1:])
-        if patch != (D, H, W):
+    def _encode(self, modality: str, x: Tensor) -> list[Tensor]:
+        """Frozen encoder levels of ``x`` ``[B, *input_shapes[modality]]`` (the embedding map last)."""
+        if tuple(x.shape[1:]) != self.input_shapes[modality]:
             raise ValueError(
-                f"UL4M4 segmentation embeds volumes of the training patch size {patch}, got {(D, H, W)}; "
+                f"UL4M4 embeds inputs of the training shape {self.input_shapes[modality]}, got {tuple(x.shape[1:])}; "
                 "use predict_logits (sliding windows) for whole volumes"
             )
-        return pad_far_end(x, self.padded)
-
-    def _encode(self, modality: str, x: Tensor) -> list[Tensor]:
-        """Frozen encoder features: vector tasks ``[[B, d_m]]``; segmentation the U-Net levels (bottleneck last)."""
-        if self.task is Task.SEGMENTATION:
-            return self.encoders[modality](self._pad(x))
-        return [self.encoders[modality](x).flatten(1)]
+        return self.encoders[modality](self.pad_spatial(x))
 
     @torch.no_grad()
     def embed(self, inputs: Mapping[str, Tensor], mask: Tensor) -> list[Tensor]:
@@ -299,7 +211,7 @@ class UL4M4(MissingModalityMethod):
         """Train the autoencoders on observed training inputs, freeze them, fit the imputer (train split only).
 
         Does nothing when ``fitted`` is set (e.g. the state came from a checkpoint). Reads only
-        ``datamodule.train_dataloader()`` batches with ``apply_missingness(batch, "train")`` (epoch-0 masks).
+        ``self.train_batches(datamodule)`` (masked, zero-filled training batches, epoch-0 masks).
 
         Raises:
             ValueError: ``train_on_complete=True`` and no training row observes every modality, or (from the
@@ -317,6 +229,9 @@ class UL4M4(MissingModalityMethod):
         self.fitted.fill_(True)
         self._sync_ranks()
 
+    def _embedding_shape(self, modality: str) -> tuple[int, ...]:
+        return self.embedding_shapes[self.modalities.index(modality)]
+
     def _ae_batch_limit(self) -> int | None:
         """Batches per autoencoder epoch: all, or ``fast_dev_run`` batches of one epoch under a fast dev run."""
         fast = getattr(self._trainer, "fast_dev_run", False) if self._trainer is not None else False
@@ -326,7 +241,12 @@ class UL4M4(MissingModalityMethod):
         if not self.raw or self.ae_epochs == 0:
             return
         limit = self._ae_batch_limit()
-        decoders = {m: self._make_ae_decoder(m).to(self.device) for m in self.raw}
+        decoders = {
+            m: self.backbone.reconstructor(self._embedding_shape(m), self.input_shapes[m], self.ae_hidden).to(
+                self.device
+            )
+            for m in self.raw
+        }
         params = [p for m in self.raw for p in (*self.encoders[m].parameters(), *decoders[m].parameters())]
         optimizer = torch.optim.Adam(params, lr=self.ae_lr)
         totals = dict.fromkeys(self.raw, 0.0)
@@ -336,15 +256,12 @@ class UL4M4(MissingModalityMethod):
             with torch.enable_grad():
                 for _ in range(1 if limit is not None else self.ae_epochs):
                     totals, counts = dict.fromkeys(self.raw, 0.0), dict.fromkeys(self.raw, 0)
-                    for b, batch in enumerate(datamodule.train_dataloader()):
-                        if limit is not None and b >= limit:
-                            break
-                        batch = datamodule.apply_missingness(batch, "train")
-                        mask = batch["mask"].to(self.device)
+                    for batch in self.train_batches(datamodule, max_batches=limit):
+                        mask = batch["mask"]
                         for m in self.raw:
                             rows = mask[:, self.modalities.index(m)]
                             if rows.any():  # the autoencoder of m sees the rows that observe m, and only those
-                                x = batch["inputs"][m].to(self.device)[rows]
+                                x = batch["inputs"][m][rows]
                                 loss = self._autoencoder_step(m, x, decoders[m], optimizer)
                                 totals[m] += float(loss) * x.shape[0]
                                 counts[m] += x.shape[0]
@@ -360,9 +277,7 @@ class UL4M4(MissingModalityMethod):
     ) -> Tensor:
         """One MSE reconstruction step of ``modality``'s autoencoder on observed inputs ``x`` ``[n, *shape]``."""
         z = self._encode(modality, x)[-1]
-        recon = decoder(z)
-        if self.task is Task.SEGMENTATION:
-            recon = recon[..., : x.shape[-3], : x.shape[-2], : x.shape[-1]]  # crop the padding
+        recon = self.crop_spatial(decoder(z), x.shape)  # volumes: crop the padding
         loss = F.mse_loss(recon, x)
         optimizer.zero_grad()
         loss.backward()
@@ -374,11 +289,9 @@ class UL4M4(MissingModalityMethod):
         """Frozen embeddings ``[N, d_m]`` of the whole training split and its training masks ``bool[N, M]``."""
         parts: list[list[Tensor]] = [[] for _ in self.modalities]
         masks = []
-        for batch in datamodule.train_dataloader():
-            batch = datamodule.apply_missingness(batch, "train")
-            mask = batch["mask"].to(self.device)
-            inputs = {m: batch["inputs"][m].to(self.device) for m in self.modalities}
-            for i, e in enumerate(self.embed(inputs, mask)):
+        for batch in self.train_batches(datamodule):
+            mask = batch["mask"]
+            for i, e in enumerate(self.embed(batch["inputs"], mask)):
                 parts[i].append(torch.where(mask[:, i, None], e, 0.0))
             masks.append(mask)
         return [torch.cat(p) for p in parts], torch.cat(masks)
@@ -443,19 +356,12 @@ class UL4M4(MissingModalityMethod):
             levels = [self._encode(m, x[m]) for m in self.modalities]  # M lists of L levels
         completed = self.impute([lv[-1].flatten(1).float() for lv in levels], mask)  # M × [B, d_m], fp32
         aux = {f"completed_{m}": c for m, c in zip(self.modalities, completed, strict=True)}
-        if self.task is not Task.SEGMENTATION:
-            tokens = torch.stack([self.proj[m](c) for m, c in zip(self.modalities, completed, strict=True)], 1)
-            tokens = tokens + self.modality_embed  # [B, M, d_model]
-            pooled = self.fusion(tokens).mean(1)  # self-attention over the M tokens, then mean: [B, d_model]
-            return MethodOutput(logits=self.head(pooled), aux=aux)
-        bottleneck = torch.cat([c.reshape(B, *self.bottleneck_shape) for c in completed], 1)  # [B, M·C_b, d, h, w]
+        maps = [c.reshape(B, *e) for c, e in zip(completed, self.embedding_shapes, strict=True)]  # [B, *E_m]
+        skips = []  # volumes: per level the mean of the frozen skip features over observed modalities only
         if self.seg_skips == "observed_mean":
             skips = [masked_mean(torch.stack(level, 1), mask) for level in list(zip(*levels, strict=True))[:-1]]
-            logits = self.decoder(bottleneck, skips)  # skips: [B, C_l, *S_l], observed modalities only
-        else:
-            logits = self.decoder(bottleneck)
-        D, H, W = x[self.modalities[0]].shape[-3:]
-        return MethodOutput(logits=logits[..., :D, :H, :W], aux=aux)
+        logits = self.decoder(maps, skips)  # vectors: attention over modality tokens; volumes: U-Net decoder
+        return MethodOutput(logits=self.crop_spatial(logits, x[self.modalities[0]].shape), aux=aux)
 
     def variant(self) -> dict[str, object]:  # noqa: D102
         return {"K": self.num_clusters, "train_on_complete": self.train_on_complete}
