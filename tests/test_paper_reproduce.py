@@ -81,3 +81,27 @@ def test_brats_synth_splits_patterns_by_t1ce(tmp_path: Path) -> None:
 def test_no_results_is_a_clear_exit(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match=r"no results\.csv"):
         _module().table3([str(tmp_path)])
+
+
+@pytest.mark.parametrize(
+    ("name", "cells"),
+    [
+        ("table3", 12),
+        ("table3_lowerbound", 3),
+        ("brats_synth", None),
+        ("table2_dedicated", 12),
+        ("ul4m4_vs_meanfill", 36),
+    ],
+)
+def test_paper_sweeps_expand(name: str, cells: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mmbench.sweep.grid import expand
+    from mmbench.sweep.spec import load_spec
+
+    monkeypatch.chdir(ROOT)  # spec paths are relative to the repository root
+    loaded, _ = load_spec(["--config", f"experiments/paper/sweeps/{name}.yaml"])
+    grid = expand(loaded, check=False)
+    methods = {c.method for c in grid.cells}
+    assert len(grid.cells) == (cells if cells is not None else 3 * len(methods))  # None: every segmentation method
+    assert len({c.seed for c in grid.cells}) == 3
+    if cells is None:
+        assert {"shaspec", "zero_fill", "ul4m4"} <= methods
