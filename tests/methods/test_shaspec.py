@@ -15,11 +15,7 @@ from mmbench.types import Task
 HEADS = {
     "classification": (Task.MULTICLASS, {"image": (1, 28, 28), "audio": (32, 13)}, 10),
     "features": (Task.MULTICLASS, {"text": (24,), "audio": (10,), "visual": (7,)}, 5),
-    "segmentation": (
-        Task.SEGMENTATION,
-        {m: (1, 16, 16, 16) for m in ("flair", "t1", "t1ce", "t2")},
-        3,
-    ),
+    "segmentation": (Task.SEGMENTATION, {m: (1, 16, 16, 16) for m in ("flair", "t1", "t1ce", "t2")}, 3),
 }
 
 
@@ -52,12 +48,7 @@ def _target(model: ShaSpec, n: int) -> torch.Tensor:
 
 def _batch(model: ShaSpec, inputs, mask):
     n = mask.shape[0]
-    return {
-        "inputs": inputs,
-        "mask": mask,
-        "target": _target(model, n),
-        "index": torch.arange(n),
-    }
+    return {"inputs": inputs, "mask": mask, "target": _target(model, n), "index": torch.arange(n)}
 
 
 def _noisy(inputs, mask, modalities):
@@ -120,14 +111,7 @@ def test_observed_fused_feature_is_residual_projection():
 # ---------------------------------------------------------------------------------------- aux-loss masking
 def test_aux_losses_ignore_masked_out_inputs():
     model = _model("features").train()
-    mask = torch.tensor(
-        [
-            [True, True, False],
-            [False, True, True],
-            [True, False, True],
-            [True, True, True],
-        ]
-    )
+    mask = torch.tensor([[True, True, False], [False, True, True], [True, False, True], [True, True, True]])
     inputs = zero_fill(_inputs(model, 4), mask, model.modalities)
     batch = _batch(model, inputs, mask)
     clean = model.loss(model(inputs, mask), batch)
@@ -142,10 +126,7 @@ def test_aux_gradients_reach_specific_encoder_of_missing_modality_only_if_asked(
     model = _model("features", dao=dao, aux_on_missing=aux_on_missing).train()
     mask = torch.tensor([[True, True, False]] * 4)  # "visual" is missing in every row
     inputs = _inputs(model, 4)
-    terms = model.loss(
-        model(zero_fill(inputs, mask, model.modalities), mask),
-        _batch(model, inputs, mask),
-    )
+    terms = model.loss(model(zero_fill(inputs, mask, model.modalities), mask), _batch(model, inputs, mask))
     (terms["dao"] + terms["dco"]).backward()
 
     def grad_norm(module):
@@ -163,10 +144,7 @@ def test_missing_modality_specific_encoder_gets_no_gradient_from_total_loss():
     model = _model("segmentation", seg_widths=(4, 8)).train()
     mask = torch.tensor([[True, True, True, False]] * 2)
     inputs = _inputs(model, 2)
-    model.loss(
-        model(zero_fill(inputs, mask, model.modalities), mask),
-        _batch(model, inputs, mask),
-    )["loss"].backward()
+    model.loss(model(zero_fill(inputs, mask, model.modalities), mask), _batch(model, inputs, mask))["loss"].backward()
     assert all(p.grad is None or not p.grad.any() for p in model.specific["t2"].parameters())
     assert any(p.grad is not None and p.grad.any() for p in model.specific["t1"].parameters())
 
@@ -190,10 +168,7 @@ def _hand_dao(kind, r, dao_logits, counted, pairs):
                     elif kind == "mse":
                         terms.append(((r[b, a] - r[b, c]) ** 2).mean())
                     else:
-                        p, q = (
-                            torch.softmax(dao_logits[b, a], -1),
-                            torch.softmax(dao_logits[b, c], -1),
-                        )
+                        p, q = torch.softmax(dao_logits[b, a], -1), torch.softmax(dao_logits[b, c], -1)
                         terms.append((p * (p / q).log()).sum())
     # the paper's reduction (default): each sample's terms summed, then the mean over the B samples
     return torch.stack(terms).sum() / B if terms else torch.tensor(0.0)
@@ -242,12 +217,7 @@ def test_dco_classifies_pooled_specific_features():
 
 
 def test_modality_pairs():
-    assert modality_pairs(4, "cyclic") == [
-        (0, 1),
-        (1, 2),
-        (2, 3),
-        (3, 0),
-    ]  # train_SS.py:285-290
+    assert modality_pairs(4, "cyclic") == [(0, 1), (1, 2), (2, 3), (3, 0)]  # train_SS.py:285-290
     assert modality_pairs(2) == [(0, 1)]
     assert modality_pairs(3, "all") == [(0, 1), (0, 2), (1, 2)]
     assert modality_pairs(1) == []
@@ -256,14 +226,7 @@ def test_modality_pairs():
 # ---------------------------------------------------------------------------------- official-code switches
 def test_first_available_in_eval_uses_first_observed_shared_feature():
     model = _model("features", missing_fill="first_available").eval()
-    mask = torch.tensor(
-        [
-            [False, True, True],
-            [True, False, True],
-            [False, False, True],
-            [True, True, False],
-        ]
-    )
+    mask = torch.tensor([[False, True, True], [True, False, True], [False, False, True], [True, True, False]])
     with torch.no_grad():
         aux = model(_inputs(model, 4), mask).aux
     r, fused = aux["shared"], aux["fused"]
@@ -305,12 +268,7 @@ def test_zero_input_skips_are_shared_encoder_response_to_zero_volume():
 
 
 def test_official_combination_first_available_with_zero_input_skips():
-    model = _model(
-        "segmentation",
-        missing_fill="first_available",
-        missing_skips="zero_input",
-        seg_widths=(4, 8),
-    )
+    model = _model("segmentation", missing_fill="first_available", missing_skips="zero_input", seg_widths=(4, 8))
     model.eval()
     mask = torch.tensor([[False, False, True, True]])
     with torch.no_grad():
@@ -370,21 +328,11 @@ def test_output_shapes(head):
     spatial = next(iter(shapes.values()))[1:] if task is Task.SEGMENTATION else ()
     assert tuple(out.logits.shape) == (3, num_classes, *spatial)
     assert out.aux["fused"].shape[:2] == (3, model.num_modalities)
-    assert tuple(out.aux["dco_logits"].shape) == (
-        3,
-        model.num_modalities,
-        model.num_modalities,
-    )
+    assert tuple(out.aux["dco_logits"].shape) == (3, model.num_modalities, model.num_modalities)
 
 
 def test_segmentation_pads_sizes_that_are_not_multiples():
-    model = ShaSpec(
-        ["a", "b"],
-        {"a": (1, 12, 20, 9), "b": (1, 12, 20, 9)},
-        Task.SEGMENTATION,
-        3,
-        seg_widths=(4, 8, 16),
-    )
+    model = ShaSpec(["a", "b"], {"a": (1, 12, 20, 9), "b": (1, 12, 20, 9)}, Task.SEGMENTATION, 3, seg_widths=(4, 8, 16))
     with torch.no_grad():
         out = model.eval()(_inputs(model, 2), torch.tensor([[True, False], [True, True]]))
     assert tuple(out.logits.shape) == (2, 3, 12, 20, 9)
@@ -434,14 +382,7 @@ def test_sample_independence(head, switches):
 
 def test_sliding_window_prediction_no_peeking_and_shape():
     shapes = {m: (1, 16, 16, 16) for m in ("flair", "t1")}
-    model = ShaSpec(
-        list(shapes),
-        shapes,
-        Task.SEGMENTATION,
-        3,
-        seg_widths=(4, 8, 16),
-        sw_batch_size=2,
-    ).eval()
+    model = ShaSpec(list(shapes), shapes, Task.SEGMENTATION, 3, seg_widths=(4, 8, 16), sw_batch_size=2).eval()
     assert model.roi_size == (16, 16, 16)
     g = torch.Generator().manual_seed(0)
     inputs = {m: torch.randn(2, 1, 24, 20, 16, generator=g) for m in shapes}  # whole volumes > roi

@@ -21,23 +21,12 @@ from mmbench.registry import METHODS
 from mmbench.types import Task
 
 SEG_SHAPE = [1, 8, 8, 8]  # smaller than conftest's volumes: tiny 2-level U-Nets
-TINY = {
-    "embed_dim": 8,
-    "ae_hidden": 16,
-    "d_model": 8,
-    "num_heads": 2,
-    "ae_epochs": 1,
-    "seg_widths": (4, 8),
-}
+TINY = {"embed_dim": 8, "ae_hidden": 16, "d_model": 8, "num_heads": 2, "ae_epochs": 1, "seg_widths": (4, 8)}
 
 
 def _dm(case, rate=0.5, **kwargs):
     extra = {"input_shapes": {m: SEG_SHAPE for m in ("flair", "t1", "t1ce", "t2")}} if case == "segmentation" else {}
-    return make_dm(
-        case,
-        missingness=BernoulliMissing(rate) if rate else None,
-        **{**extra, **kwargs},
-    )
+    return make_dm(case, missingness=BernoulliMissing(rate) if rate else None, **{**extra, **kwargs})
 
 
 def _method(dm, **kwargs):
@@ -57,17 +46,9 @@ def test_registered_with_every_task_and_variant():
     assert METHODS.get("ul4m4") is UL4M4
     assert set(UL4M4.supported_tasks) == set(Task)
     dm = _dm("features")
-    assert _method(dm, num_clusters=5).variant() == {
-        "K": 5,
-        "imputer_fit": "observed",
-        "kmeans": "lloyd",
-    }
+    assert _method(dm, num_clusters=5).variant() == {"K": 5, "imputer_fit": "observed", "kmeans": "lloyd"}
     v = _method(dm, imputer_fit="complete_rows", imputer_official_one_update=True).variant()
-    assert v == {
-        "K": 16,
-        "imputer_fit": "complete_rows",
-        "kmeans": "official_one_update",
-    }
+    assert v == {"K": 16, "imputer_fit": "complete_rows", "kmeans": "official_one_update"}
 
 
 def test_encoders_are_frozen_and_not_optimised():
@@ -158,12 +139,7 @@ class _TrainOnlyDM(SyntheticDataModule):
 @pytest.mark.parametrize("imputer_fit", ["complete_rows", "observed"])
 @pytest.mark.parametrize("case", ["classification", "features"])
 def test_unsupervised_stage_never_reads_val_or_test(case, imputer_fit):
-    dm = _TrainOnlyDM(
-        **TASK_CASES[case],
-        num_samples=(48, 16, 16),
-        batch_size=4,
-        missingness=BernoulliMissing(0.5),
-    )
+    dm = _TrainOnlyDM(**TASK_CASES[case], num_samples=(48, 16, 16), batch_size=4, missingness=BernoulliMissing(0.5))
     method = _method(dm, imputer_fit=imputer_fit)
     method.fit_unsupervised(dm)
     assert method.is_fitted
@@ -184,11 +160,7 @@ def test_imputer_fit_set_default_is_every_observed_embedding(imputer_fit, monkey
         return original(self, X, m)
 
     monkeypatch.setattr(UL4M4Imputer, "fit", spy)
-    method = _method(
-        dm,
-        num_clusters=2,
-        **({} if imputer_fit == "observed" else {"imputer_fit": imputer_fit}),
-    )
+    method = _method(dm, num_clusters=2, **({} if imputer_fit == "observed" else {"imputer_fit": imputer_fit}))
     method.fit_unsupervised(dm)
     (got,) = fitted
     if imputer_fit == "complete_rows":
@@ -258,10 +230,7 @@ def test_forward_before_fit_raises():
 
 
 def test_segmentation_skips_none_and_sizes_that_are_not_multiples():
-    dm = make_dm(
-        "segmentation",
-        input_shapes={m: [1, 9, 8, 8] for m in ("flair", "t1", "t1ce", "t2")},
-    )
+    dm = make_dm("segmentation", input_shapes={m: [1, 9, 8, 8] for m in ("flair", "t1", "t1ce", "t2")})
     dm.setup("fit")
     method = _method(dm, seg_skips="none", num_clusters=2)
     method.fit_unsupervised(dm)
@@ -286,13 +255,7 @@ def test_lightning_checkpoint_resume_does_not_refit(tmp_path, monkeypatch):
         "enable_progress_bar": False,
         "enable_model_summary": False,
     }
-    trainer = pl.Trainer(
-        max_epochs=1,
-        limit_train_batches=2,
-        limit_val_batches=1,
-        default_root_dir=tmp_path,
-        **kwargs,
-    )
+    trainer = pl.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1, default_root_dir=tmp_path, **kwargs)
     trainer.fit(method, datamodule=dm)
     ckpt = tmp_path / "last.ckpt"
     trainer.save_checkpoint(ckpt)
@@ -310,13 +273,7 @@ def test_lightning_checkpoint_resume_does_not_refit(tmp_path, monkeypatch):
     monkeypatch.setattr(UL4M4, "_train_autoencoders", lambda self, dm: calls.append("ae"))
     monkeypatch.setattr(UL4M4, "_fit_imputer", lambda self, X, mask: calls.append("imputer"))
     fresh = _method(dm, imputer_fit="observed", num_clusters=3)
-    resumed = pl.Trainer(
-        max_epochs=2,
-        limit_train_batches=2,
-        limit_val_batches=1,
-        default_root_dir=tmp_path,
-        **kwargs,
-    )
+    resumed = pl.Trainer(max_epochs=2, limit_train_batches=2, limit_val_batches=1, default_root_dir=tmp_path, **kwargs)
     resumed.fit(fresh, datamodule=dm, ckpt_path=ckpt)  # the state is restored before on_fit_start
     assert calls == []
     assert fresh.is_fitted
