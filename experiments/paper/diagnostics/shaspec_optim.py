@@ -20,13 +20,19 @@ from mmbench.data import AVMNISTDataModule
 from mmbench.methods import ShaSpec, Unimodal
 
 
+def _std(o: object) -> float:
+    """Std of a module output (the last level when a backbone returns a feature pyramid)."""
+    t = o[-1] if isinstance(o, (list, tuple)) else o
+    return float(t.std()) if isinstance(t, torch.Tensor) else float("nan")
+
+
 def activation_scales(model: torch.nn.Module, dm: AVMNISTDataModule) -> dict[str, float]:
     """Std of each top-level submodule's output on one training batch (eval mode, no dropout)."""
     stds: dict[str, float] = {}
     hooks = []
     for name, mod in model.named_modules():
         if name.count(".") <= 1 and name and not isinstance(mod, (torch.nn.ModuleDict, torch.nn.ReLU)):
-            hooks.append(mod.register_forward_hook(lambda m, i, o, n=name: stds.__setitem__(n, float(o.std()))))
+            hooks.append(mod.register_forward_hook(lambda m, i, o, n=name: stds.__setitem__(n, _std(o))))
     batch = dm.apply_missingness(next(iter(dm.train_dataloader())), "train")
     was = model.training
     model.eval()
@@ -57,7 +63,9 @@ def main() -> None:  # noqa: D103
     dm.setup("fit")
     facts = dict(modalities=dm.modalities, input_shapes=dm.input_shapes, task=dm.task, num_classes=dm.num_classes)
     if a.method == "shaspec":
-        model = ShaSpec(**facts, feature_dim=128, stem_dim=128, head_hidden=128, dropout=a.dropout)
+        # ShaSpec's own init switch: "default" = PyTorch's defaults (init="torch"), the rest start from He init
+        init = "torch" if a.init == "default" else "kaiming"
+        model = ShaSpec(**facts, feature_dim=128, stem_dim=128, head_hidden=128, dropout=a.dropout, init=init)
     else:
         model = Unimodal(**facts, modality="image")
     if a.init != "default":  # He init for every Linear/Conv (the official code: kaiming_normal_, fan_out)
