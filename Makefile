@@ -95,3 +95,15 @@ leaderboard: $(STAMP) ## leaderboard CSVs, tables and figures of a sweep, beside
 	$(BIN)/python -m mmbench leaderboard $(SWEEP) --out $(SWEEP)/leaderboard --published=true $(LEADERBOARD_ARGS)
 
 .PHONY: leaderboard
+
+# ---- paper reproductions (docs/reproduction.md): sweeps, so re-running resumes; tables beside baselines/ numbers
+reproduce-table3: $(STAMP) ## ShaSpec Table 3 (AV-MNIST SMIL): 4 audio rates vs the image-only lower bound, 3 seeds × 60 epochs
+	$(BIN)/python -m mmbench sweep --config experiments/paper/sweeps/table3.yaml --executor=$(EXECUTOR) $(SWEEP_PARALLEL) $(SWEEP_ARGS)
+	$(BIN)/python -m mmbench sweep --config experiments/paper/sweeps/table3_lowerbound.yaml --executor=$(EXECUTOR) $(SWEEP_PARALLEL) $(SWEEP_ARGS)
+	$(BIN)/python experiments/paper/reproduce.py table3 runs/paper-table3 runs/paper-table3-lowerbound --out baselines/reproduced/shaspec2023_table3_avmnist.md
+
+reproduce-brats-synth: $(STAMP) ## semi-synthetic BraTS: every segmentation method, all 15 patterns, 3 seeds (CPU scale)
+	$(BIN)/python -m mmbench sweep --config experiments/paper/sweeps/brats_synth.yaml --executor=$(EXECUTOR) $(SWEEP_PARALLEL) $(SWEEP_ARGS)
+	$(BIN)/python experiments/paper/reproduce.py brats-synth runs/paper-brats-synth --out baselines/reproduced/brats_synth_et_t1ce.md
+
+.PHONY: reproduce-table3 reproduce-brats-synth

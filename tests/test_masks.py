@@ -300,3 +300,21 @@ def test_pattern_protocol_masks_one_pattern_for_every_sample():
     assert table.hash == by_hand.hash
     with pytest.raises(ValueError, match="at least one"):
         PatternProtocol([])
+
+
+@pytest.mark.parametrize(
+    ("spec", "regime"),
+    [
+        (None, "full"),
+        (FixedPattern(["a"]), "dedicated"),
+        (WarmupThen(3, FixedPattern(["a"])), "dedicated"),  # ShaSpec's warm-up, then one dedicated pattern
+        (WarmupThen(3, BernoulliMissing(0.5)), "non-dedicated"),
+        (WarmupThen(3, BernoulliMissing(0.0)), "non-dedicated"),  # a warm-up is never "full"
+        (BernoulliMissing(0.5), "non-dedicated"),
+    ],
+)
+def test_training_regime_labels(spec, regime):
+    from mmbench.data.synthetic import SyntheticDataModule
+
+    dm = SyntheticDataModule(input_shapes={"a": [3], "b": [2]}, num_samples=(8, 4, 4), missingness=spec)
+    assert dm.training_regime == regime

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from mmbench.functional.imputation import (
+    PartialKMeansResult,
     greedy_complete,
     kmeanspp_partial,
     partial_kmeans,
@@ -483,3 +484,132 @@ def test_errors_name_the_bad_value() -> None:
         zscore_fit(X, torch.ones(10, 3, dtype=torch.bool))
     with pytest.raises(ValueError, match="chunk_size must be >= 1"):
         zscore_fit(X, mask, chunk_size=0)
+
+
+# ------------------------------------------------------------------------------- the official single update
+def ref_one_update(objs: list[Obj], seeds: list[int], mu: list[np.ndarray], sd: list[np.ndarray]) -> list[Obj]:
+    """Hand-written: assign every sample to its nearest seed (strict ``<``, first wins), average once (Eq. 3)."""
+    dims = [len(v) for v in mu]
+    M, K = len(dims), len(seeds)
+    zs = [ref_normalise(o, mu, sd) for o in objs]
+    assign = []
+    for z in zs:
+        best, best_k = math.inf, 0
+        for k in range(K):
+            d = ref_d2(z, zs[seeds[k]], dims)
+            if d < best:
+                best, best_k = d, k
+        assign.append(best_k)
+    centres = []
+    for k in range(K):
+        rows = [[o[m] for o, a in zip(objs, assign, strict=True) if a == k and o[m] is not None] for m in range(M)]
+        centres.append([np.mean(r, 0) if r else None for r in rows])
+    return centres
+
+
+def ref_official_elkan(
+    objs: list[Obj], seeds: list[int], mu: list[np.ndarray], sd: list[np.ndarray], max_iter: int = 100
+) -> tuple[list[Obj], int]:
+    """The official MOSI/EDF fit loop as ul4m4.md §1.4 describes it: exact first assignment to the seeds, then
+    Elkan passes with upper/lower bounds, an update, and the stop rule "no assignment changed or drift < 1e-6".
+
+    Returns:
+        ``(centres, number of centre updates)``.
+    """
+    dims = [len(v) for v in mu]
+    N, K, M = len(objs), len(seeds), len(dims)
+    zs = [ref_normalise(o, mu, sd) for o in objs]
+
+    def dist(a: Obj, b: Obj) -> float:
+        return math.sqrt(ref_d2(a, b, dims))
+
+    centres = [[None if v is None else v.copy() for v in objs[s]] for s in seeds]
+    zc = [ref_normalise(c, mu, sd) for c in centres]
+    lower = np.zeros((N, K))
+    upper = np.full(N, math.inf)
+    assign = np.zeros(N, dtype=int)
+    for i in range(N):
+        best, best_k = math.inf, 0
+        for k in range(K):
+            lower[i, k] = dist(zs[i], zc[k])
+            if lower[i, k] < best:
+                best, best_k = lower[i, k], k
+        assign[i], upper[i] = best_k, best
+    stale = np.ones(N, dtype=bool)
+    updates = 0
+    for _ in range(max_iter):
+        cc = np.array([[dist(zc[a], zc[b]) if a != b else 0.0 for b in range(K)] for a in range(K)])
+        changed = False
+        for i in range(N):
+            cur = assign[i]
+            for k in range(K):
+                if k == cur or upper[i] <= lower[i, k] or upper[i] <= 0.5 * cc[cur, k]:
+                    continue
+                if stale[i]:
+                    upper[i] = lower[i, cur] = dist(zs[i], zc[cur])
+                    stale[i] = False
+                if upper[i] <= lower[i, k]:
+                    continue
+                lower[i, k] = dist(zs[i], zc[k])
+                if lower[i, k] < upper[i]:
+                    assign[i], upper[i], cur, changed = k, lower[i, k], k, True
+        new = []
+        for k in range(K):
+            rows = [[objs[i][m] for i in range(N) if assign[i] == k and objs[i][m] is not None] for m in range(M)]
+            new.append([np.mean(r, 0) if r else None for r in rows])
+        updates += 1
+        new_z = [ref_normalise(c, mu, sd) for c in new]
+        delta = np.array([dist(zc[k], new_z[k]) for k in range(K)])
+        lower = np.maximum(0.0, lower - delta)
+        upper += delta[assign]
+        stale[:] = True
+        centres, zc = new, new_z
+        if not changed or np.all(delta < 1e-6):
+            break
+    return centres, updates
+
+
+def _assert_centres_equal(res: PartialKMeansResult, ref: list[Obj]) -> None:
+    K, M = res.centre_mask.shape
+    for k in range(K):
+        for m in range(M):
+            assert bool(res.centre_mask[k, m]) == (ref[k][m] is not None), (k, m)
+            if ref[k][m] is not None:
+                np.testing.assert_allclose(res.centres[m][k].numpy(), ref[k][m], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize(("N", "dims", "p_obs", "K"), CASES)
+def test_official_one_update_reproduces_a_hand_written_one_update_loop(
+    N: int, dims: list[int], p_obs: list[float], K: int
+) -> None:
+    X, mask = make_data(N, dims, p_obs, seed=N + K)
+    objs = ref_objects(to_np(X), mask.numpy())
+    mu, sigma = zscore_fit(with_garbage(X, mask, float("nan")), mask)
+    rmu, rsd = ref_zscore_fit(objs, dims)
+    res = partial_kmeans(with_garbage(X, mask, float("nan")), mask, K, mu, sigma, seed=3, official_one_update=True)
+    assert res.num_iter == 1 and res.converged
+    ref = ref_one_update(objs, res.seeds.tolist(), rmu, rsd)
+    _assert_centres_equal(res, ref)
+    # the official Elkan loop, run with its cap of 100 iterations, exits after that one update with these centres
+    elkan, updates = ref_official_elkan(objs, res.seeds.tolist(), rmu, rsd)
+    assert updates == 1
+    _assert_centres_equal(res, elkan)
+
+
+def test_official_one_update_differs_from_lloyd_and_keeps_dead_centres(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mmbench.functional.imputation as imp
+
+    X, mask = make_data(70, [3, 5, 2], [0.7, 0.6, 0.5], seed=75)
+    mu, sigma = zscore_fit(X, mask)
+    lloyd = partial_kmeans(X, mask, 5, mu, sigma, max_iter=30, tol=1e-9, seed=3)
+    one = partial_kmeans(X, mask, 5, mu, sigma, max_iter=30, tol=1e-9, seed=3, official_one_update=True)
+    assert lloyd.num_iter > 1  # so the two modes can differ here
+    assert torch.equal(lloyd.seeds, one.seeds)
+    assert any(not torch.allclose(a, b) for a, b in zip(lloyd.centres, one.centres, strict=True))
+    # duplicated seeds: the official code leaves the shadowed cluster empty (no modality) instead of re-seeding
+    monkeypatch.setattr(imp, "kmeanspp_partial", lambda *a, **k: torch.tensor([3, 3, 17]))
+    res = partial_kmeans(X, mask, 3, mu, sigma, official_one_update=True)
+    assert not bool(res.centre_mask[1].any())
+    objs = ref_objects(to_np(X), mask.numpy())
+    _assert_centres_equal(res, ref_one_update(objs, [3, 3, 17], *ref_zscore_fit(objs, [3, 5, 2])))
+    assert partial_kmeans(X, mask, 3, mu, sigma, max_iter=0, official_one_update=True).num_iter == 0

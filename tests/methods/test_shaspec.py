@@ -170,7 +170,8 @@ def _hand_dao(kind, r, dao_logits, counted, pairs):
                     else:
                         p, q = torch.softmax(dao_logits[b, a], -1), torch.softmax(dao_logits[b, c], -1)
                         terms.append((p * (p / q).log()).sum())
-    return torch.stack(terms).mean() if terms else torch.tensor(0.0)
+    # the paper's reduction (default): each sample's terms summed, then the mean over the B samples
+    return torch.stack(terms).sum() / B if terms else torch.tensor(0.0)
 
 
 def _hand_dco(dco_logits, counted):
@@ -180,7 +181,7 @@ def _hand_dco(dco_logits, counted):
         for i in range(counted.shape[1])
         if counted[b, i]
     ]
-    return torch.stack(terms).mean()
+    return torch.stack(terms).sum() / counted.shape[0]
 
 
 @pytest.mark.parametrize("dao", ["l1", "mse", "kl", "ce"])
@@ -197,7 +198,7 @@ def test_dao_and_dco_match_hand_computation(dao, aux_on_missing, head):
         out = model(inputs, mask)
         terms = model.loss(out, batch)
     counted = torch.ones_like(mask) if aux_on_missing else mask
-    pairs = modality_pairs(M, "cyclic")
+    pairs = modality_pairs(M, "all")  # the default: every pair of observed modalities
     dao_ref = _hand_dao(dao, out.aux["shared"], out.aux.get("dao_logits"), counted, pairs)
     dco_ref = _hand_dco(out.aux["dco_logits"], counted)
     torch.testing.assert_close(terms["dao"], dao_ref)
@@ -216,7 +217,7 @@ def test_dco_classifies_pooled_specific_features():
 
 
 def test_modality_pairs():
-    assert modality_pairs(4) == [(0, 1), (1, 2), (2, 3), (3, 0)]  # train_SS.py:285-290
+    assert modality_pairs(4, "cyclic") == [(0, 1), (1, 2), (2, 3), (3, 0)]  # train_SS.py:285-290
     assert modality_pairs(2) == [(0, 1)]
     assert modality_pairs(3, "all") == [(0, 1), (0, 2), (1, 2)]
     assert modality_pairs(1) == []
@@ -284,7 +285,14 @@ def test_variant_records_every_switch_and_bad_choices_raise():
         "missing_fill": "first_available",
         "aux_on_missing": True,
         "missing_skips": "masked_mean",
-        "dao_pairs": "cyclic",
+        "dao_pairs": "all",
+        "dao_reduction": "batch",
+        "dco_reduction": "batch",
+        "seg_loss": "harness",
+        "sw_blend": "logits",
+        "sw_mode": "gaussian",
+        "sw_overlap": 0.5,
+        "init": "kaiming",
     }
     with pytest.raises(ValueError, match="dao must be one of"):
         _model("features", dao="l2")

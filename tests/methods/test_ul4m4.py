@@ -1,7 +1,8 @@
 """UL4M4 (methods/ul4m4.py): what the method promises beyond the generic contracts (tests/methods/test_contract.py).
 
 K = 1 is mean-fill of the embeddings; the autoencoders only see observed training inputs; the unsupervised stage
-never touches val/test; ``train_on_complete`` fits the imputer on complete rows only; the state round-trips
+never touches val/test; ``imputer_fit`` picks the fit set (every observed embedding by default, as the official
+EDF/MM-IMDb scripts; ``complete_rows`` on request); the state round-trips
 through ``state_dict`` and a fitted model is not re-fitted.
 """
 
@@ -45,7 +46,9 @@ def test_registered_with_every_task_and_variant():
     assert METHODS.get("ul4m4") is UL4M4
     assert set(UL4M4.supported_tasks) == set(Task)
     dm = _dm("features")
-    assert _method(dm, num_clusters=5, train_on_complete=False).variant() == {"K": 5, "train_on_complete": False}
+    assert _method(dm, num_clusters=5).variant() == {"K": 5, "imputer_fit": "observed", "kmeans": "lloyd"}
+    v = _method(dm, imputer_fit="complete_rows", imputer_official_one_update=True).variant()
+    assert v == {"K": 16, "imputer_fit": "complete_rows", "kmeans": "official_one_update"}
 
 
 def test_encoders_are_frozen_and_not_optimised():
@@ -62,7 +65,7 @@ def test_encoders_are_frozen_and_not_optimised():
 def test_k1_is_mean_fill_of_observed_training_embeddings(case):
     dm = _dm(case, num_samples=(40, 8, 8))
     dm.setup("fit")
-    method = _method(dm, num_clusters=1, train_on_complete=False)
+    method = _method(dm, num_clusters=1, imputer_fit="observed")
     method.fit_unsupervised(dm)
     method.eval()
     inputs, mask = _train_tensors(dm)
@@ -96,7 +99,7 @@ def test_autoencoders_only_see_observed_training_inputs(case, monkeypatch):
         return original(self, modality, x, decoder, optimizer)
 
     monkeypatch.setattr(UL4M4, "_autoencoder_step", spy)
-    method = _method(dm, ae_epochs=2, train_on_complete=False)
+    method = _method(dm, ae_epochs=2, imputer_fit="observed")
     method.fit_unsupervised(dm)
     assert {m for m, _ in seen} == set(dm.modalities)  # raw inputs: every modality has an autoencoder
     for m, x in seen:
@@ -133,18 +136,19 @@ class _TrainOnlyDM(SyntheticDataModule):
         raise AssertionError("fit_unsupervised read an evaluation mask table")
 
 
-@pytest.mark.parametrize("train_on_complete", [True, False])
+@pytest.mark.parametrize("imputer_fit", ["complete_rows", "observed"])
 @pytest.mark.parametrize("case", ["classification", "features"])
-def test_unsupervised_stage_never_reads_val_or_test(case, train_on_complete):
+def test_unsupervised_stage_never_reads_val_or_test(case, imputer_fit):
     dm = _TrainOnlyDM(**TASK_CASES[case], num_samples=(48, 16, 16), batch_size=4, missingness=BernoulliMissing(0.5))
-    method = _method(dm, train_on_complete=train_on_complete)
+    method = _method(dm, imputer_fit=imputer_fit)
     method.fit_unsupervised(dm)
     assert method.is_fitted
     assert set(dm.datasets) == {"train"}
 
 
-@pytest.mark.parametrize("train_on_complete", [True, False])
-def test_train_on_complete_fits_the_imputer_on_complete_rows_only(train_on_complete, monkeypatch):
+@pytest.mark.parametrize("imputer_fit", ["complete_rows", "observed"])
+def test_imputer_fit_set_default_is_every_observed_embedding(imputer_fit, monkeypatch):
+    """Default: the official EDF / MM-IMDb fit set (every training row, its own mask); complete_rows on request."""
     dm = _dm("features")
     dm.setup("fit")
     _, mask = _train_tensors(dm)
@@ -156,26 +160,28 @@ def test_train_on_complete_fits_the_imputer_on_complete_rows_only(train_on_compl
         return original(self, X, m)
 
     monkeypatch.setattr(UL4M4Imputer, "fit", spy)
-    method = _method(dm, num_clusters=2, train_on_complete=train_on_complete)
+    method = _method(dm, num_clusters=2, **({} if imputer_fit == "observed" else {"imputer_fit": imputer_fit}))
     method.fit_unsupervised(dm)
     (got,) = fitted
-    if train_on_complete:
+    if imputer_fit == "complete_rows":
         assert got.all() and got.shape[0] == int(mask.all(1).sum()) < mask.shape[0]
     else:  # every training row, with its own training mask (the loader shuffles: compare pattern counts)
         assert sorted(map(tuple, got.tolist())) == sorted(map(tuple, mask.tolist()))
 
 
-def test_train_on_complete_without_complete_rows_raises():
+def test_complete_rows_without_complete_rows_raises():
     dm = make_dm("features", missingness=PatternDistribution({"text+audio": 1.0, "visual": 1.0}))
     with pytest.raises(ValueError, match="none of the 48 training samples observes every modality"):
-        _method(dm).fit_unsupervised(dm)
-    _method(dm, train_on_complete=False, num_clusters=2).fit_unsupervised(dm)  # fine on observed embeddings
+        _method(dm, imputer_fit="complete_rows").fit_unsupervised(dm)
+    _method(dm, num_clusters=2).fit_unsupervised(
+        dm
+    )  # the default fits on observed embeddings  # fine on observed embeddings
 
 
 def test_modality_never_observed_in_training_raises():
     dm = make_dm("features", missingness=FixedPattern(["text", "audio"]))
     with pytest.raises(ValueError, match=r"cannot impute modalities \['visual'\]"):
-        _method(dm, train_on_complete=False).fit_unsupervised(dm)
+        _method(dm, imputer_fit="observed").fit_unsupervised(dm)
 
 
 @pytest.mark.parametrize("case", ["classification", "features", "segmentation"])
@@ -183,7 +189,7 @@ def test_state_dict_round_trip_reproduces_outputs_and_is_not_refitted(case):
     dm = _dm(case)
     dm.setup("fit")
     dm.setup("test")
-    method = _method(dm, num_clusters=3, train_on_complete=False)  # partial centres: a richer imputer state
+    method = _method(dm, num_clusters=3, imputer_fit="observed")  # partial centres: a richer imputer state
     method.fit_unsupervised(dm)
     method.eval()
     inputs = {m: torch.stack([dm.datasets["test"][i]["inputs"][m] for i in range(4)]) for m in dm.modalities}
@@ -199,7 +205,7 @@ def test_state_dict_round_trip_reproduces_outputs_and_is_not_refitted(case):
         dm.input_shapes,
         dm.task,
         dm.num_classes,
-        **{**TINY, "num_clusters": 3, "train_on_complete": False},
+        **{**TINY, "num_clusters": 3, "imputer_fit": "observed"},
     )
     assert not clone.is_fitted
     clone.load_state_dict(method.state_dict())
@@ -241,7 +247,7 @@ def test_segmentation_skips_none_and_sizes_that_are_not_multiples():
 
 def test_lightning_checkpoint_resume_does_not_refit(tmp_path, monkeypatch):
     dm = _dm("features")
-    method = _method(dm, train_on_complete=False, num_clusters=3)
+    method = _method(dm, imputer_fit="observed", num_clusters=3)
     kwargs = {
         "accelerator": "cpu",
         "logger": False,
@@ -266,7 +272,7 @@ def test_lightning_checkpoint_resume_does_not_refit(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(UL4M4, "_train_autoencoders", lambda self, dm: calls.append("ae"))
     monkeypatch.setattr(UL4M4, "_fit_imputer", lambda self, X, mask: calls.append("imputer"))
-    fresh = _method(dm, train_on_complete=False, num_clusters=3)
+    fresh = _method(dm, imputer_fit="observed", num_clusters=3)
     resumed = pl.Trainer(max_epochs=2, limit_train_batches=2, limit_val_batches=1, default_root_dir=tmp_path, **kwargs)
     resumed.fit(fresh, datamodule=dm, ckpt_path=ckpt)  # the state is restored before on_fit_start
     assert calls == []

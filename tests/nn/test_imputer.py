@@ -182,3 +182,16 @@ def test_empty_and_complete_samples(train) -> None:
         assert torch.equal(out[m][3], mu[m])
         assert torch.equal(out[m][1], X[m][1])
         assert torch.isfinite(out[m]).all()
+
+
+def test_official_one_update_switch_reaches_the_kernel(train) -> None:
+    X, mask = train
+    imp = UL4M4Imputer(num_clusters=6, max_iter=100, tol=1e-6, seed=2, official_one_update=True).fit(X, mask)
+    assert imp.num_iter == 1
+    mu, sigma = zscore_fit(X, mask)
+    res = partial_kmeans(X, mask, 6, mu, sigma, max_iter=100, tol=1e-6, seed=2, official_one_update=True)
+    assert torch.equal(imp.centres, torch.cat(res.centres, 1))
+    lloyd = UL4M4Imputer(num_clusters=6, max_iter=100, tol=1e-6, seed=2).fit(X, mask)
+    assert lloyd.num_iter is not None and lloyd.num_iter > 1
+    assert not torch.equal(lloyd.centres, imp.centres)
+    assert "official_one_update=True" in repr(imp)

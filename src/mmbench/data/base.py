@@ -240,12 +240,13 @@ class MultimodalDataModule(pl.LightningDataModule, ABC):
 
     @property
     def training_regime(self) -> str:
-        """``full`` (every modality always observed), ``dedicated`` (one fixed pattern) or ``non-dedicated``."""
+        """``full`` (all observed), ``dedicated`` (one fixed pattern, after any warm-up) or ``non-dedicated``."""
         probs = self.missingness.pattern_probs(self.modalities)
         full_id = 2 ** len(self.modalities) - 1
         if probs[full_id] == 1.0 and not isinstance(self.missingness, WarmupThen):
             return "full"
-        if isinstance(self.missingness, FixedPattern):
+        after_warmup = self.missingness.then if isinstance(self.missingness, WarmupThen) else self.missingness
+        if isinstance(after_warmup, FixedPattern):  # a full-modality warm-up before a fixed pattern is dedicated too
             return "dedicated"
         return "non-dedicated"
 

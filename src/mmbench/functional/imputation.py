@@ -18,7 +18,8 @@ Public API:
     ``zscore_fit``, ``zscore``: per-modality z-score on observed training entries (ul4m4.md §1.2).
     ``partial_modality_distance``: the partial-modality distance D (paper Eq. 2, §1.3).
     ``kmeanspp_partial``: k-means++ seeding under D (§1.4).
-    ``partial_kmeans``: exact Lloyd iterations with partial centres (paper Eq. 3, §1.4).
+    ``partial_kmeans``: exact Lloyd iterations with partial centres (paper Eq. 3, §1.4), or the official code's
+    single update (``official_one_update=True``).
     ``greedy_complete``: the iterative greedy completion (paper Algorithm 2, §1.5).
 """
 
@@ -406,23 +407,48 @@ def partial_kmeans(
     tol: float = 1e-4,
     seed: int = 0,
     chunk_size: int = 4096,
+    official_one_update: bool = False,
 ) -> PartialKMeansResult:
     """Partial-modality k-means: k-means++ seeding, then exact Lloyd iterations under D (ul4m4.md §1.4).
 
     Distances are taken in z-space (``mu``/``sigma``), centres are raw-space means (paper Eq. 3; official
-    ``_kmeans_update_step``). Differences from the official code, all deliberate (ul4m4.md §6.7-8, §9.5-6):
+    ``_kmeans_update_step``).
 
-    * exact Lloyd (dense ``[chunk, K]`` distances), no Elkan pruning — D is not a metric;
-    * samples with no observed modality are left out (assignment −1): they share nothing with anything;
-    * an *empty* cluster (no member observes any modality) is re-seeded deterministically: empty clusters in
-      index order take the samples with the largest ``D²`` to their assigned centre (``inf`` first, ties by
-      sample index), restricted to ``D² > 0``; the centre becomes a copy of the sample and its modalities.
-      Clusters left without a candidate stay empty (no modality);
-    * a centre whose modality set changed counts as an infinite shift.
+    Default (``official_one_update=False``): exact Lloyd, the paper's algorithm. One iteration = assignment
+    ``argmin_k D(z_i, c_k)`` (ties and all-inf rows → lowest k, as the official loop) + update. It stops when an
+    assignment equals the previous one, or when no cluster was re-seeded and every centre moved by
+    ``D(old, new) < tol``, or after ``max_iter`` updates. The caps (``max_iter``/``tol``) are *not* the official
+    code's behaviour (see below); they only bound a loop the official code never runs.
 
-    One iteration = assignment ``argmin_k D(z_i, c_k)`` (ties and all-inf rows → lowest k, as the official
-    loop) + update. It stops when an assignment equals the previous one, or when no cluster was re-seeded and
-    every centre moved by ``D(old, new) < tol``, or after ``max_iter`` updates.
+    ``official_one_update=True`` reproduces the centres of the official MOSI/EDF scripts
+    (``ClusterGuidedImputation.fit``, ``max_kmeans_iters=100``, drift tolerance 1e-6): those scripts assign every
+    sample exactly to the k-means++ seeds, then run an "Elkan" pass *against the same, unchanged seeds*. Each
+    sample's upper bound already equals the smallest of its exact lower bounds, so the pass changes no assignment,
+    ``changed_any`` stays ``False`` and the loop exits after its first centre update ("Converged at iteration 1").
+    The official centres are therefore *one* Lloyd update from the seeds: assign to the seeds, average the members
+    per modality (Eq. 3), stop. In this mode at most one update runs (``min(max_iter, 1)``; ``tol`` is unused),
+    ``converged`` is ``True``, the returned assignment is the one against the seeds, and an empty cluster is not
+    re-seeded: as in the official code it becomes a centre with no modality (a dead centre no sample is ever near).
+    The MM-IMDb script differs again (dense exact assignment for up to 50 iterations until the assignment stops
+    changing, i.e. Lloyd with ``tol = 0``; stale centres kept for empty clusters or modalities; ul4m4.md §1.4, §6.8).
+
+    Other differences from the official code (ul4m4.md §6.7-9, §9.5-7), in both modes:
+
+    * exact dense assignment, no Elkan pruning (D is not a metric, so the official pruning is only a heuristic);
+    * the k-means++ draws use a pinned torch generator (``kmeanspp_partial``), not ``np.random``: the same seeds as
+      the official code cannot be drawn, so "reproduces the official centres" means *given the same seeds*;
+    * samples with no observed modality are left out (assignment −1); the official MOSI/EDF loop assigns them to
+      centre 0 (all distances are ``inf``), where they add nothing to any mean, so the centres are the same;
+    * Lloyd mode: an *empty* cluster (no member observes any modality) is re-seeded deterministically: empty
+      clusters in index order take the samples with the largest ``D²`` to their assigned centre (``inf`` first,
+      ties by sample index), restricted to ``D² > 0``; the centre becomes a copy of the sample and its
+      modalities. Clusters left without a candidate stay empty (no modality). A centre whose modality set changed
+      counts as an infinite shift;
+    * a modality no member of a cluster observes is absent from that centre (MOSI/EDF; MM-IMDb keeps the stale
+      value); ``greedy_complete`` falls back to the global mean for a modality *no* centre has, where MOSI asserts
+      and MM-IMDb leaves zeros;
+    * the z-score statistics (``zscore_fit``) use the unbiased std with ``σ <= 1e-8 → 1`` (MOSI/EDF); the MM-IMDb
+      script uses the biased ``np.std`` plus 1e-8.
 
     Args:
         X: per modality ``float[N, d_m]`` raw training embeddings (unobserved slots garbage).
@@ -431,9 +457,10 @@ def partial_kmeans(
         mu: per modality ``float[d_m]`` from ``zscore_fit``.
         sigma: per modality ``float[d_m]`` from ``zscore_fit``.
         max_iter: maximum number of centre updates (0 keeps the seeds).
-        tol: centre-shift tolerance in units of D.
+        tol: centre-shift tolerance in units of D (Lloyd mode only).
         seed: seed of the k-means++ draws (see ``kmeanspp_partial``).
         chunk_size: samples per chunk.
+        official_one_update: stop after the single update the official MOSI/EDF code performs (see above).
 
     Returns:
         A ``PartialKMeansResult``.
@@ -462,13 +489,16 @@ def partial_kmeans(
     prev: Tensor | None = None
     assign = torch.zeros(mask.shape[0], dtype=torch.long, device=mask.device)
     num_iter, converged = 0, False
-    for _ in range(max_iter):
+    for _ in range(min(max_iter, 1) if official_one_update else max_iter):
         assign, d2min = _assign(z, mask, nz2, zc, cmask, dims, chunk_size)
         if prev is not None and torch.equal(assign, prev):
             converged = True
             break
         new_centres, new_cmask = _update(X, mask, assign, K, chunk_size)
         num_iter += 1
+        if official_one_update:  # the official Elkan pass re-assigns against the unchanged seeds and exits
+            centres, cmask, converged = new_centres, new_cmask, True
+            break
         empty = torch.nonzero(~new_cmask.any(1))[:, 0]
         reseeded = False
         if empty.numel() > 0:

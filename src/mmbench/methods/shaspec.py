@@ -17,8 +17,13 @@ Equation numbers follow ``reference/shaspec.md`` §2 (the paper numbers them 1-9
   uniform distribution (not adversarial: the classifier minimises it too, as in the paper).
 * (9) ``loss = task + alpha·DAO + beta·DCO`` with ``alpha = 0.1``, ``beta = 0.02``.
 
-Paper rule (default): DAO and DCO use observed modalities only (a DAO pair counts when both ends are observed),
-and each is the mean over its counted (sample, term) entries. The task loss always uses Eq. (4) features.
+Paper rules (defaults): DAO and DCO use observed modalities only (a DAO pair counts when both ends are observed);
+the pairwise DAOs compare **every pair of the sample's observed modalities** (``dao_pairs="all"``: Eq. 8's
+"pairwise feature similarity" over the observed modalities, so every sample with >= 2 observed modalities
+contributes); each objective is **summed over a sample's counted terms and averaged over the batch**
+(``dao_reduction = dco_reduction = "batch"``: Eqs. 5 and 8 are sums over modalities / pairs, per sample), so the
+weight of one sample's auxiliary terms is ``alpha / B`` whatever the other samples observe. The task loss always
+uses Eq. (4) features.
 
 Official-code switches (``billhhh/ShaSpec@081fe7a``, reference §4), each a constructor argument and recorded by
 ``variant()`` in the ``method_variant`` result column:
@@ -34,6 +39,30 @@ Official-code switches (``billhhh/ShaSpec@081fe7a``, reference §4), each a cons
   activations on a zero volume (the official code zeroes the channel and encodes it). The default
   ``"masked_mean"`` fills each skip level with the same rule as the bottleneck (Eq. 4 mean, or the same chosen
   modality under ``first_available``).
+* ``dao_pairs="cyclic"``: only the pairs ``(i, i+1 mod M)`` (train_SS.py:285-290). With per-sample masking a sample
+  observing ``flair+t1ce`` or ``t1+t2`` then has no counted pair (DAO 0) and a triple counts 2 of its 3 pairs.
+* ``dao_reduction="batch"`` (default) vs ``"counted"``: ``"counted"`` divides by the number of counted
+  (sample, pair) entries, the previous mmbench reduction; then a counted row weighs ``alpha / #counted``, which
+  grows as fewer rows are counted (at 5 % audio on Table 3 about 2.1 instead of 0.1 per sample). The official L1 DAO
+  (``nn.L1Loss`` per pair, *summed* over the 4 cyclic pairs) is ``"batch"`` with ``aux_on_missing=True``.
+* ``dco_reduction``: ``"batch"`` (default, Eq. 5 summed over a sample's modalities) or ``"counted"`` (mean over the
+  counted (sample, modality) rows: the official ``CrossEntropyLoss`` over its 4·N rows).
+* ``seg_loss="official"`` (segmentation): the code's task loss, soft Dice *without* numerator smoothing,
+  ``1 − 2Σpg / (Σp + Σg + 1)`` averaged over samples and channels, plus ``BCEWithLogits`` (mean over voxels)
+  *summed* over the 3 channels (loss_Dual.py). The default ``"harness"`` is ``task_loss``, the loss every mmbench
+  segmentation method uses (smoothed Dice + channel-mean BCE); the paper names only "Dice loss".
+* ``sw_blend="probabilities"`` (segmentation, with ``sw_mode="constant"``, ``sw_overlap=1/3`` for the code's
+  ``eval.py``): windows are blended as sigmoid probabilities and returned as ``logit(p)``; the default
+  ``"logits"`` blends logits.
+* ``init="torch"``: PyTorch's default layer initialisation. The default ``"kaiming"`` is He-normal (fan_in, ReLU
+  gain) with zero biases for every ``Linear``/``Conv`` of the method, as the official code initialises its convs
+  (Kaiming-normal). Under PyTorch's default the vector path (stem, shared MLP, projection, 2-layer head) shrinks
+  the signal so far that the loss gradient reaching the encoders is smaller than an L2 weight-decay term, and
+  Adam with ``weight_decay=1e-2`` (the Table 3 optimiser) erases the encoders in two epochs (docs/reproduction.md §2).
+
+Official-code preset (everything the code does that changes numbers): ``missing_fill=first_available
+aux_on_missing=true dao_pairs=cyclic dao_reduction=batch dco_reduction=counted seg_loss=official
+missing_skips=zero_input sw_mode=constant sw_overlap=0.3333 sw_blend=probabilities``.
 
 Masked-out inputs are replaced by zeros before any encoder sees them, so nothing of them is ever read; as in the
 official code, all 1 + M encoders run on every sample whatever is missing.
@@ -59,11 +88,10 @@ Deviations from the paper and the official code (see also the notes in ``referen
   decoder has no final ×(1,2,2) upsampling. Small CPU default ``seg_widths=(8, 16, 32, 64)``; a paper-scale
   preset is ``seg_widths=PAPER_SEG_WIDTHS`` with ``roi_size=PAPER_ROI_SIZE`` (80×160×160, bottleneck 256×5×10×10).
 * DCO sees the pooled fused-in specific feature ``s`` (paper); the code uses the pooled pre-ASPP feature.
-* Aux normalisation: a mean over counted terms. The code *sums* the L1 DAO over the 4 cyclic pairs, i.e. it
-  weighs DAO 4× more than ``alpha`` suggests here (``alpha=0.4`` reproduces its scale for M = 4).
-* ``task_loss`` (base class) averages BCE over the 3 channels; the code sums it. The code's channel order is
-  [ET, WT, TC]; mmbench's data modules use ET/TC/WT.
-* DAO pairs: ``"cyclic"`` = ``(i, i+1 mod M)`` as in the code (for M = 2 the single pair); ``"all"`` = every pair.
+* The code's channel order is [ET, WT, TC]; mmbench's data modules use ET/TC/WT (the losses are symmetric in
+  the channels, so this changes nothing but the order).
+* DAO pairs: ``"all"`` = every unordered pair (default); ``"cyclic"`` = ``(i, i+1 mod M)`` as in the code (for
+  M = 2 both are the single pair).
 
 Example:
     >>> import torch
@@ -86,6 +114,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmbench.functional.fusion import FillRule, fill_missing, fill_weights
+from mmbench.functional.sliding_window import sliding_window_inference
 from mmbench.masks import zero_fill
 from mmbench.methods.base import MissingModalityMethod, task_loss
 from mmbench.registry import METHODS
@@ -94,14 +123,19 @@ from mmbench.types import Batch, MethodOutput
 __all__ = [
     "PAPER_ROI_SIZE",
     "PAPER_SEG_WIDTHS",
+    "AuxReduction",
     "DAOPairs",
     "DAOType",
+    "InitName",
     "MissingFill",
+    "SWBlend",
+    "SegLoss",
     "ShaSpec",
     "SkipFill",
     "dao_loss",
     "dco_loss",
     "modality_pairs",
+    "official_seg_loss",
 ]
 
 DAOType = Literal["l1", "mse", "kl", "ce"]
@@ -110,8 +144,16 @@ MissingFill = FillRule
 """Eq. (4) mean of the observed shared features (paper) or one observed modality's shared feature (code)."""
 SkipFill = Literal["masked_mean", "zero_input"]
 """Segmentation skips of a missing modality: filled like the bottleneck, or the shared encoder's zero response."""
-DAOPairs = Literal["cyclic", "all"]
-"""Which modality pairs the pairwise DAOs compare."""
+DAOPairs = Literal["all", "cyclic"]
+"""Which modality pairs the pairwise DAOs compare: every pair (paper) or the cyclic neighbours (code)."""
+AuxReduction = Literal["batch", "counted"]
+"""Sum over a sample's counted terms, mean over the batch (paper) / mean over the counted entries."""
+SegLoss = Literal["harness", "official"]
+"""Segmentation task loss: the harness's ``task_loss`` or the official Dice (no numerator smoothing) + summed BCE."""
+SWBlend = Literal["logits", "probabilities"]
+"""What overlapping sliding windows average: logits, or sigmoid probabilities (official ``eval.py``)."""
+InitName = Literal["kaiming", "torch"]
+"""Layer initialisation: He-normal as the official code, or PyTorch's defaults."""
 
 PAPER_SEG_WIDTHS = (32, 64, 128, 256, 256)
 """Paper-scale U-Net widths: a 256-channel bottleneck like the official ASPP output; 66.8 M parameters for M = 4
@@ -128,7 +170,7 @@ def _check_choice(name: str, value: str, options: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------------------ pure kernels
-def modality_pairs(num_modalities: int, which: DAOPairs = "cyclic") -> list[tuple[int, int]]:
+def modality_pairs(num_modalities: int, which: DAOPairs = "all") -> list[tuple[int, int]]:
     """Modality index pairs of the pairwise DAO terms.
 
     ``"cyclic"``: ``(0,1), (1,2), …, (M−1,0)`` (train_SS.py:285-290; the single pair ``(0,1)`` for M = 2);
@@ -141,9 +183,38 @@ def modality_pairs(num_modalities: int, which: DAOPairs = "cyclic") -> list[tupl
     return [(i, (i + 1) % num_modalities) for i in range(num_modalities)]
 
 
-def _masked_mean(terms: Tensor, counted: Tensor) -> Tensor:
-    """Mean of ``terms`` over the entries where ``counted`` is True (0 when none)."""
-    return torch.where(counted, terms, 0.0).sum() / counted.sum().clamp(min=1)
+def _reduce(terms: Tensor, counted: Tensor, reduction: AuxReduction) -> Tensor:
+    """Reduce per-(sample, term) values ``[B, T]`` over the ``counted`` entries to a scalar.
+
+    ``"batch"``: ``(1/B) Σ_b Σ_{t counted} terms[b, t]`` (each sample's terms summed, then the batch mean);
+    ``"counted"``: the mean over the counted entries (0 when none).
+    """
+    kept = torch.where(counted, terms, 0.0)
+    if reduction == "batch":
+        return kept.sum() / max(terms.shape[0], 1)
+    return kept.sum() / counted.sum().clamp(min=1)
+
+
+def official_seg_loss(logits: Tensor, target: Tensor) -> Tensor:
+    """The official ShaSpec task loss (loss_Dual.py): unsmoothed-numerator soft Dice + BCE summed over channels.
+
+    ``dice = 1 − 2Σ(p·g) / (Σp + Σg + 1)`` per sample and channel (``p = sigmoid(logits)``, sums over voxels),
+    averaged over samples and channels; plus ``Σ_c BCEWithLogits(logits_c, g_c)`` (each the mean over samples and
+    voxels).
+
+    Args:
+        logits: ``[B, C, *S]``.
+        target: ``[B, C, *S]`` in {0, 1}.
+
+    Returns:
+        Scalar.
+    """
+    target = target.float()
+    prob = torch.sigmoid(logits)
+    dims = tuple(range(2, logits.dim()))
+    dice = 1 - 2 * (prob * target).sum(dims) / (prob.sum(dims) + target.sum(dims) + 1.0)  # [B, C]
+    bce = sum(F.binary_cross_entropy_with_logits(logits[:, c], target[:, c]) for c in range(logits.shape[1]))
+    return dice.mean() + torch.as_tensor(bce)
 
 
 def dao_loss(
@@ -152,8 +223,9 @@ def dao_loss(
     counted: Tensor,
     pairs: Sequence[tuple[int, int]],
     dao_logits: Tensor | None = None,
+    reduction: AuxReduction = "batch",
 ) -> Tensor:
-    """Distribution alignment objective (Eqs. 6-8) averaged over counted terms.
+    """Distribution alignment objective (Eqs. 6-8) over the counted terms.
 
     Args:
         kind: ``"l1"``, ``"mse"`` (mean over feature elements of ``|r_a − r_c|`` or ``(r_a − r_c)²`` per sample and
@@ -163,6 +235,8 @@ def dao_loss(
         counted: ``bool[B, M]`` modalities whose terms count (the mask, or all True).
         pairs: modality pairs for the pairwise kinds.
         dao_logits: ``[B, M, K]`` for ``"kl"`` (K = ``dao_dim``) and ``"ce"`` (K = M).
+        reduction: ``"batch"`` (sum over a sample's counted pairs / modalities, mean over the batch) or
+            ``"counted"`` (mean over the counted entries).
 
     Returns:
         Scalar.
@@ -172,7 +246,7 @@ def dao_loss(
     if kind == "ce":
         assert dao_logits is not None
         terms = -dao_logits.log_softmax(-1).mean(-1)  # [B, M]: −Σ_k (1/M) log q_k
-        return _masked_mean(terms, counted)
+        return _reduce(terms, counted, reduction)
     if not pairs:
         return shared.sum() * 0.0
     a = torch.tensor([p[0] for p in pairs], device=shared.device)
@@ -186,15 +260,16 @@ def dao_loss(
         diff = shared[:, a] - shared[:, c]  # [B, P, *F]
         elementwise = diff.abs() if kind == "l1" else diff.square()
         terms = elementwise.flatten(2).mean(-1)  # [B, P]
-    return _masked_mean(terms, both)
+    return _reduce(terms, both, reduction)
 
 
-def dco_loss(dco_logits: Tensor, counted: Tensor) -> Tensor:
+def dco_loss(dco_logits: Tensor, counted: Tensor, reduction: AuxReduction = "batch") -> Tensor:
     """Domain classification objective (Eq. 5): CE of modality-id logits against the true id, over counted terms.
 
     Args:
         dco_logits: ``[B, M, M]``: row ``(b, i)`` classifies the specific feature of modality ``i`` of sample b.
         counted: ``bool[B, M]``.
+        reduction: ``"batch"`` (sum over a sample's counted modalities, mean over the batch) or ``"counted"``.
 
     Returns:
         Scalar.
@@ -202,7 +277,7 @@ def dco_loss(dco_logits: Tensor, counted: Tensor) -> Tensor:
     B, M = counted.shape
     target = torch.arange(M, device=dco_logits.device).expand(B, M)  # [B, M]
     ce = F.cross_entropy(dco_logits.flatten(0, 1), target.flatten(), reduction="none").reshape(B, M)
-    return _masked_mean(ce, counted)
+    return _reduce(ce, counted, reduction)
 
 
 def _pool(x: Tensor) -> Tensor:
@@ -226,7 +301,12 @@ class ShaSpec(MissingModalityMethod):
         missing_fill: ``"mean"`` (Eq. 4, default) or ``"first_available"`` (official code).
         aux_on_missing: include missing modalities in DAO/DCO (official code); default False (paper).
         missing_skips: segmentation skips of missing modalities, ``"masked_mean"`` (default) or ``"zero_input"``.
-        dao_pairs: ``"cyclic"`` (default, official code) or ``"all"`` modality pairs for the pairwise DAOs.
+        dao_pairs: ``"all"`` (default, every pair of observed modalities) or ``"cyclic"`` (official code).
+        dao_reduction: ``"batch"`` (default, paper) or ``"counted"`` (previous mmbench mean over counted entries).
+        dco_reduction: ``"batch"`` (default, paper) or ``"counted"`` (official code's CE mean).
+        seg_loss: segmentation task loss, ``"harness"`` (default) or ``"official"``.
+        sw_blend: segmentation sliding-window blending of ``"logits"`` (default) or ``"probabilities"`` (code).
+        init: ``"kaiming"`` (default, He-normal as the official code) or ``"torch"`` (PyTorch defaults).
         dao_dim: output size of the KL DAO's linear projection (16).
         feature_dim: vector tasks: width F of ``r``, ``s`` and ``f`` (128; 0.27 M parameters on AV-MNIST, the
             paper reports 0.22 M).
@@ -248,7 +328,12 @@ class ShaSpec(MissingModalityMethod):
         missing_fill: MissingFill = "mean",
         aux_on_missing: bool = False,
         missing_skips: SkipFill = "masked_mean",
-        dao_pairs: DAOPairs = "cyclic",
+        dao_pairs: DAOPairs = "all",
+        dao_reduction: AuxReduction = "batch",
+        dco_reduction: AuxReduction = "batch",
+        seg_loss: SegLoss = "harness",
+        sw_blend: SWBlend = "logits",
+        init: InitName = "kaiming",
         dao_dim: int = 16,
         feature_dim: int = 128,
         stem_dim: int = 128,
@@ -262,6 +347,11 @@ class ShaSpec(MissingModalityMethod):
         self.missing_fill: MissingFill = _check_choice("missing_fill", missing_fill, MissingFill)
         self.missing_skips: SkipFill = _check_choice("missing_skips", missing_skips, SkipFill)
         self.dao_pairs: DAOPairs = _check_choice("dao_pairs", dao_pairs, DAOPairs)
+        self.dao_reduction: AuxReduction = _check_choice("dao_reduction", dao_reduction, AuxReduction)
+        self.dco_reduction: AuxReduction = _check_choice("dco_reduction", dco_reduction, AuxReduction)
+        self.seg_loss: SegLoss = _check_choice("seg_loss", seg_loss, SegLoss)
+        self.sw_blend: SWBlend = _check_choice("sw_blend", sw_blend, SWBlend)
+        self.init: InitName = _check_choice("init", init, InitName)
         self.alpha, self.beta, self.aux_on_missing = float(alpha), float(beta), bool(aux_on_missing)
         self.pairs = modality_pairs(self.num_modalities, self.dao_pairs)
         M = self.num_modalities
@@ -286,6 +376,16 @@ class ShaSpec(MissingModalityMethod):
         self.dco_head = nn.Linear(width, M)
         dao_out = {"ce": M, "kl": dao_dim}.get(self.dao)
         self.dao_head: nn.Module | None = nn.Linear(width, dao_out) if dao_out is not None else None
+        if self.init == "kaiming":
+            self._kaiming_init()
+
+    def _kaiming_init(self) -> None:
+        """He-normal weights (fan_in, ReLU gain), zero biases, for every Linear / Conv layer (not transposed)."""
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+                nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     # ------------------------------------------------------------------------------------------- forward
     def forward(self, inputs: Mapping[str, Tensor], mask: Tensor) -> MethodOutput:
@@ -329,9 +429,13 @@ class ShaSpec(MissingModalityMethod):
         """``{"loss": task + alpha·dao + beta·dco, "task", "dao", "dco"}`` (Eq. 9)."""
         mask = batch["mask"]
         counted = torch.ones_like(mask) if self.aux_on_missing else mask  # [B, M]
-        task = task_loss(output.logits, batch["target"], self.task)
-        dao = dao_loss(self.dao, output.aux["shared"], counted, self.pairs, output.aux.get("dao_logits"))
-        dco = dco_loss(output.aux["dco_logits"], counted)
+        if self.task.dense and self.seg_loss == "official":
+            task = official_seg_loss(output.logits, batch["target"])
+        else:
+            task = task_loss(output.logits, batch["target"], self.task)
+        shared, dao_logits = output.aux["shared"], output.aux.get("dao_logits")
+        dao = dao_loss(self.dao, shared, counted, self.pairs, dao_logits, self.dao_reduction)
+        dco = dco_loss(output.aux["dco_logits"], counted, self.dco_reduction)
         return {"loss": task + self.alpha * dao + self.beta * dco, "task": task, "dao": dao, "dco": dco}
 
     def variant(self) -> dict[str, object]:  # noqa: D102
@@ -343,4 +447,34 @@ class ShaSpec(MissingModalityMethod):
             "aux_on_missing": self.aux_on_missing,
             "missing_skips": self.missing_skips,
             "dao_pairs": self.dao_pairs,
+            "dao_reduction": self.dao_reduction,
+            "dco_reduction": self.dco_reduction,
+            "seg_loss": self.seg_loss,
+            "sw_blend": self.sw_blend,
+            "sw_mode": self.sw_mode,
+            "sw_overlap": self.sw_overlap,
+            "init": self.init,
         }
+
+    def predict_logits(self, inputs: Mapping[str, Tensor], mask: Tensor) -> Tensor:
+        """Evaluation logits; with ``sw_blend="probabilities"`` the windows are averaged as sigmoid probabilities.
+
+        Returns:
+            ``[B, C, *S]`` logits; under ``"probabilities"`` ``logit(p)`` of the blended probabilities ``p``
+            (clamped to ``[1e-7, 1 − 1e-7]``), so thresholding at 0 equals thresholding ``p`` at 0.5.
+        """
+        first = self.modalities[0]
+        if self.sw_blend == "logits" or not self.task.dense or tuple(inputs[first].shape[2:]) == self.roi_size:
+            return super().predict_logits(inputs, mask)
+        B = mask.shape[0]
+        channels = [inputs[m].shape[1] for m in self.modalities]
+        volume = torch.cat([inputs[m] for m in self.modalities], dim=1)  # [B, ΣC_m, D, H, W]
+
+        def predictor(windows: Tensor) -> Tensor:  # [k·B, ΣC_m, *roi] → probabilities [k·B, C_out, *roi]
+            parts = dict(zip(self.modalities, windows.split(channels, dim=1), strict=True))
+            return torch.sigmoid(self(parts, mask.repeat(windows.shape[0] // B, 1)).logits)
+
+        prob = sliding_window_inference(
+            volume, self.roi_size, predictor, self.sw_overlap, self.sw_batch_size, self.sw_mode
+        )
+        return torch.logit(prob.clamp(1e-7, 1 - 1e-7))

@@ -15,11 +15,24 @@ h-ismkhan/Multimodal-Learning-with-Missing-Modalities-via-Unsupervised-Learning 
    step and are discarded.
 2. **Imputer fit** (step b). The training split is embedded under its training masks (epoch 0) and a
    ``UL4M4Imputer`` (per-modality z-score, partial-modality k-means with the D of paper Eq. 2, centres of Eq. 3)
-   is fitted on the observed embeddings. ``train_on_complete=True`` (default, the official MOSI
-   ``TrainOnComplete=True``, ul4m4.md §6.1) fits it on the training rows that observe every modality only; it
-   raises if there is none. Here the switch concerns the imputer only: the supervised part always trains under
-   the data module's training masks (use ``missingness: null`` for the official "train complete" regime).
-   Validation and test data are never read.
+   is fitted on the observed embeddings. Which training rows it sees is ``imputer_fit``:
+
+   * ``"observed"`` (default): every observed embedding of every training row under the training masks, as the
+     official **Sleep-EDF** (``ul4m4-edf.py``) and **MM-IMDb** (``mmimdb_ul4m4.py``) scripts do; the supervised
+     part trains on the masked, imputed training data, as there. The official **CMU-MOSI** script
+     (``mosi-ul4m4.py``, ``TrainOnComplete=True``, ul4m4.md §6.1) loads the training split *unmasked*: clustering
+     and the head both see complete training data and only val/test are masked. In mmbench that is a data-module
+     setting, not a method one (the method never reads masked-out inputs): train with full-modality training masks
+     (``missingness: null``, i.e. every training modality observed) and test under the evaluation protocols; with
+     ``imputer_fit="observed"`` the imputer is then fitted on the unmasked training split, exactly as MOSI.
+   * ``"complete_rows"``: only the training rows that observe every modality *under the training masks* (about
+     12.5 % of them at 50 % missing per modality of three), while the head still trains on masked, imputed rows.
+     This was mmbench's earlier default; it mirrors **no** official script and is kept as a named option. It
+     raises if no training row is complete.
+
+   ``imputer_official_one_update=True`` stops the k-means after the single update the official MOSI/EDF code
+   performs (its first "Elkan" pass re-assigns against the unchanged seeds and exits); the default is exact Lloyd
+   (see ``mmbench.functional.imputation.partial_kmeans``). Validation and test data are never read.
 3. **Forward** (pure per sample). Zero-fill masked-out inputs, embed every modality with the frozen encoders
    (no gradient), complete the missing embeddings with the fitted imputer (greedy completion of paper
    Algorithm 2: observed embeddings returned bit for bit, missing ones copied from centres), then the supervised
@@ -46,8 +59,9 @@ it, and ``fit_unsupervised`` does nothing when ``fitted`` is already set (resumi
 broadcast to every rank.
 
 Deviations from the official code: frozen encoders are small autoencoders trained here (official: pretrained
-BERT/WavLM/CLIP, or the EDF conv AE); k-means is exact Lloyd (no Elkan pruning) and empty clusters are re-seeded
-(see ``mmbench.functional.imputation``); the fusion adds a per-modality ``LayerNorm`` before the projection and a
+BERT/WavLM/CLIP, or the EDF conv AE); k-means is exact Lloyd by default (no Elkan pruning; the official code's
+single update is ``imputer_official_one_update``) and empty clusters are re-seeded (see
+``mmbench.functional.imputation``); the fusion adds a per-modality ``LayerNorm`` before the projection and a
 learned modality embedding (the tokens are otherwise order-free after pooling); segmentation is not in the paper.
 
 Example:
@@ -82,7 +96,11 @@ from mmbench.types import MethodOutput
 if TYPE_CHECKING:
     from mmbench.data.base import MultimodalDataModule
 
-__all__ = ["UL4M4", "SegSkips"]
+__all__ = ["UL4M4", "ImputerFit", "SegSkips"]
+
+ImputerFit = Literal["observed", "complete_rows"]
+"""Training rows the imputer is fitted on: every observed embedding (EDF / MM-IMDb scripts; MOSI with unmasked
+training data) or only rows complete under the training masks (no official script)."""
 
 SegSkips = Literal["observed_mean", "none"]
 """Segmentation decoder skips: per-sample mean over observed modalities of the frozen skip features, or none."""
@@ -97,10 +115,15 @@ class UL4M4(MissingModalityMethod):
 
     Args:
         num_clusters: K of the partial-modality k-means (16; 1 = mean-fill of the embeddings).
-        train_on_complete: fit the imputer on complete training rows only (True, the official default) or on
-            every training row's observed embeddings (False).
-        imputer_max_iter: maximum Lloyd updates (100, as the official MOSI/EDF code).
-        imputer_tol: centre-shift tolerance in units of D (1e-6, official).
+        imputer_fit: ``"observed"`` (default: every observed training embedding, the official EDF / MM-IMDb
+            scripts, and MOSI when the training data are unmasked) or ``"complete_rows"`` (rows complete under the
+            training masks only; no official script). See the module docstring.
+        imputer_max_iter: maximum Lloyd updates (100). The official MOSI/EDF scripts cap their loop at 100
+            iterations and a drift of 1e-6, but the loop exits after one update (``imputer_official_one_update``),
+            so these caps are not what the official code does.
+        imputer_tol: centre-shift tolerance in units of D (1e-6).
+        imputer_official_one_update: stop the k-means after the official code's single update (False: exact
+            Lloyd, the paper's algorithm).
         seed: seed of the unsupervised stage: AE decoder init and batch order, k-means++ draws (0).
         embed_dim: embedding width of the raw-input autoencoders of vector tasks (128).
         ae_epochs: autoencoder epochs over the observed training inputs (10; 0 keeps the random encoders).
@@ -122,9 +145,10 @@ class UL4M4(MissingModalityMethod):
         self,
         *args: Any,
         num_clusters: int = 16,
-        train_on_complete: bool = True,
+        imputer_fit: ImputerFit = "observed",
         imputer_max_iter: int = 100,
         imputer_tol: float = 1e-6,
+        imputer_official_one_update: bool = False,
         seed: int = 0,
         embed_dim: int = 128,
         ae_epochs: int = 10,
@@ -145,11 +169,14 @@ class UL4M4(MissingModalityMethod):
             raise ValueError(f"ae_epochs must be >= 0, got {ae_epochs}")
         if seg_skips not in get_args(SegSkips):
             raise ValueError(f"seg_skips must be one of {list(get_args(SegSkips))}, got {seg_skips!r}")
-        self.num_clusters, self.train_on_complete = int(num_clusters), bool(train_on_complete)
+        if imputer_fit not in get_args(ImputerFit):
+            raise ValueError(f"imputer_fit must be one of {list(get_args(ImputerFit))}, got {imputer_fit!r}")
+        self.num_clusters, self.imputer_fit = int(num_clusters), imputer_fit
         self.imputer_max_iter, self.imputer_tol, self.seed = int(imputer_max_iter), float(imputer_tol), int(seed)
+        self.imputer_official_one_update = bool(imputer_official_one_update)
         self.ae_epochs, self.ae_lr, self.ae_hidden = int(ae_epochs), float(ae_lr), int(ae_hidden)
         self.seg_skips: SegSkips = seg_skips
-        self.imputer = UL4M4Imputer(self.num_clusters, self.imputer_max_iter, self.imputer_tol, self.seed)
+        self.imputer = self._new_imputer(self.num_clusters)
         self.register_buffer("fitted", torch.tensor(False))
 
         self.backbone = self.make_backbone(embed_dim, seg_widths)
@@ -214,7 +241,7 @@ class UL4M4(MissingModalityMethod):
         ``self.train_batches(datamodule)`` (masked, zero-filled training batches, epoch-0 masks).
 
         Raises:
-            ValueError: ``train_on_complete=True`` and no training row observes every modality, or (from the
+            ValueError: ``imputer_fit="complete_rows"`` and no training row observes every modality, or (from the
                 imputer) a modality observed in no training row.
         """
         if self.is_fitted:
@@ -304,13 +331,13 @@ class UL4M4(MissingModalityMethod):
                 f"UL4M4 cannot impute modalities {never}: no training sample observes them under the training masks"
                 " (dedicated training on a fixed pattern?)"
             )
-        if self.train_on_complete:
+        if self.imputer_fit == "complete_rows":
             complete = mask.all(1)
             if not complete.any():
                 raise ValueError(
-                    f"UL4M4 train_on_complete=True, but none of the {n_train} training samples observes every modality"
-                    f" {list(self.modalities)} under the training masks; set train_on_complete=False to fit the imputer"
-                    " on observed embeddings of incomplete samples"
+                    f"UL4M4 imputer_fit='complete_rows', but none of the {n_train} training samples observes every "
+                    f"modality {list(self.modalities)} under the training masks; use imputer_fit='observed' to fit "
+                    "the imputer on the observed embeddings of every training sample"
                 )
             X, mask = [x[complete] for x in X], mask[complete]
         usable = int(mask.any(1).sum())
@@ -320,12 +347,21 @@ class UL4M4(MissingModalityMethod):
                 f"UL4M4: only {usable} usable training samples; num_clusters lowered from {self.num_clusters} to {k}"
             )
         if k != self.imputer.num_clusters:
-            self.imputer = UL4M4Imputer(k, self.imputer_max_iter, self.imputer_tol, self.seed).to(self.device)
+            self.imputer = self._new_imputer(k).to(self.device)
         self.imputer.fit(X, mask)
         rank_zero_info(
             f"UL4M4: imputer fitted on {mask.shape[0]} of {n_train} training samples "
-            f"({'complete only' if self.train_on_complete else 'observed embeddings'}), K={k}, "
+            f"({'complete rows only' if self.imputer_fit == 'complete_rows' else 'observed embeddings'}), K={k}, "
             f"{self.imputer.num_iter} Lloyd updates"
+        )
+
+    def _new_imputer(self, k: int) -> UL4M4Imputer:
+        return UL4M4Imputer(
+            k,
+            self.imputer_max_iter,
+            self.imputer_tol,
+            self.seed,
+            official_one_update=self.imputer_official_one_update,
         )
 
     def _sync_ranks(self) -> None:
@@ -364,4 +400,8 @@ class UL4M4(MissingModalityMethod):
         return MethodOutput(logits=self.crop_spatial(logits, x[self.modalities[0]].shape), aux=aux)
 
     def variant(self) -> dict[str, object]:  # noqa: D102
-        return {"K": self.num_clusters, "train_on_complete": self.train_on_complete}
+        return {
+            "K": self.num_clusters,
+            "imputer_fit": self.imputer_fit,
+            "kmeans": "official_one_update" if self.imputer_official_one_update else "lloyd",
+        }

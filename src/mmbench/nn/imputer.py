@@ -35,10 +35,17 @@ class UL4M4Imputer(nn.Module):
 
     Args:
         num_clusters: K (default 16; 1 = mean-fill).
-        max_iter: maximum number of Lloyd updates (default 50).
-        tol: centre-shift tolerance, in units of the partial-modality distance D (default 1e-4).
+        max_iter: maximum number of Lloyd updates (default 50). Not an official value: the official MOSI/EDF
+            scripts cap their loop at 100 iterations but exit after one update (see ``official_one_update``).
+        tol: centre-shift tolerance, in units of the partial-modality distance D (default 1e-4; Lloyd only).
         seed: seed of the k-means++ draws (default 0).
         chunk_size: samples per chunk, bounds the memory of the intermediates (default 4096).
+        official_one_update: ``False`` (default): exact Lloyd, the paper's algorithm. ``True``: one assignment to
+            the k-means++ seeds and one centre update, then stop, which is what the official MOSI/EDF code
+            computes (its first "Elkan" pass re-assigns against the unchanged seeds, finds no change and exits
+            at iteration 1); empty clusters become dead centres as there. See
+            ``mmbench.functional.imputation.partial_kmeans`` for this and the other differences from the
+            official scripts.
 
     Example::
 
@@ -58,7 +65,13 @@ class UL4M4Imputer(nn.Module):
     centre_mask: Tensor
 
     def __init__(
-        self, num_clusters: int = 16, max_iter: int = 50, tol: float = 1e-4, seed: int = 0, chunk_size: int = 4096
+        self,
+        num_clusters: int = 16,
+        max_iter: int = 50,
+        tol: float = 1e-4,
+        seed: int = 0,
+        chunk_size: int = 4096,
+        official_one_update: bool = False,
     ) -> None:
         super().__init__()
         if num_clusters < 1:
@@ -74,6 +87,7 @@ class UL4M4Imputer(nn.Module):
         self.tol = float(tol)
         self.seed = int(seed)
         self.chunk_size = int(chunk_size)
+        self.official_one_update = bool(official_one_update)
         self.num_iter: int | None = None
         """Lloyd updates run by the last ``fit`` (not part of the state)."""
         self.register_buffer("fitted", torch.tensor(False))
@@ -86,7 +100,8 @@ class UL4M4Imputer(nn.Module):
     def extra_repr(self) -> str:  # noqa: D102
         return (
             f"num_clusters={self.num_clusters}, max_iter={self.max_iter}, tol={self.tol}, seed={self.seed}, "
-            f"chunk_size={self.chunk_size}, fitted={bool(self.fitted)}"
+            f"chunk_size={self.chunk_size}, official_one_update={self.official_one_update}, "
+            f"fitted={bool(self.fitted)}"
         )
 
     @property
@@ -134,6 +149,7 @@ class UL4M4Imputer(nn.Module):
             tol=self.tol,
             seed=self.seed,
             chunk_size=self.chunk_size,
+            official_one_update=self.official_one_update,
         )
         self.num_iter = res.num_iter
         dev = mask.device
