@@ -42,6 +42,7 @@ by class, as lite does. Use it with the FSDD ``recordings/`` folder or AudioMNIS
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
