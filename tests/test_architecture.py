@@ -14,7 +14,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
-FOUNDATION = {"schema", "errors", "types", "masks", "registry", "yamlfile", "safe_io"}
+FOUNDATION = {"schema", "errors", "types", "masks", "registry", "yamlfile", "safe_io", "provenance"}
 # component → the components it may import (besides itself); a component not listed here fails the test
 ALLOWED: dict[str, set[str]] = {
     "": set(),  # mmbench/__init__.py

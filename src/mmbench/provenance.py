@@ -69,13 +69,11 @@ def source_provenance() -> dict[str, str]:
     ``git_dirty`` is ``"true"`` when tracked files of that checkout differ from ``HEAD`` (uncommitted edits),
     ``"false"`` when clean and ``""`` without a checkout.
     """
-    import mmbench
-
-    sha, dirty = _source(str(Path(mmbench.__file__).resolve().parent))
+    sha, dirty = _source(str(Path(__file__).resolve().parent))  # this file sits in mmbench's package directory
     try:
         ver = version("mmbench")
     except PackageNotFoundError:
-        ver = getattr(mmbench, "__version__", "")
+        ver = "0.0.0"  # as mmbench.__version__ without installed metadata
     return {"mmbench_version": ver, "git_sha": sha, "git_dirty": dirty}
 
 

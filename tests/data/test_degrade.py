@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mmbench.data import degrade as D
-from mmbench.data.avmnist import AVMNISTDataModule, load_avmnist_lite
+from mmbench.data.avmnist import AVMNISTDataModule, load_avmnist_lite, load_avmnist_lite_degraded
 
 
 @pytest.fixture(scope="module")
@@ -136,10 +136,10 @@ def test_no_audio_leaks_across_splits(lite):
 
 
 def test_degraded_arrays_are_identical_across_processes():
-    here = _digest(D.load_avmnist_lite_degraded())
+    here = _digest(load_avmnist_lite_degraded())
     code = (
         "import hashlib, numpy as np\n"
-        "from mmbench.data.degrade import load_avmnist_lite_degraded\n"
+        "from mmbench.data.avmnist import load_avmnist_lite_degraded\n"
         "h = hashlib.sha256()\n"
         "for a in load_avmnist_lite_degraded():\n"
         "    h.update(np.ascontiguousarray(a).tobytes())\n"

@@ -49,11 +49,18 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 from torch.utils.data import Dataset
 
 from mmbench.data.audio import FSDD_LABEL_PATTERN, AudioFeatures, AudioFolder
 from mmbench.data.base import MultimodalDataModule, TensorSplit, index_hash
-from mmbench.data.degrade import DEFAULT_PCA_ENERGY, DEFAULT_SNR_DB, DEFAULT_TALKERS, load_avmnist_lite_degraded
+from mmbench.data.degrade import (
+    DEFAULT_PCA_ENERGY,
+    DEFAULT_SNR_DB,
+    DEFAULT_TALKERS,
+    degrade_audio,
+    degrade_images,
+)
 from mmbench.data.sources import packaged_path, sha256_file
 from mmbench.errors import DataIntegrityError
 from mmbench.masks import EvalProtocol, MissingnessSpec, PatternProtocol, PerClassFraction
@@ -64,6 +71,7 @@ from mmbench.types import Task
 __all__ = [
     "AVMNISTDataModule",
     "load_avmnist_lite",
+    "load_avmnist_lite_degraded",
     "make_multibench_fixture",
     "pair_within_class",
 ]
@@ -130,7 +138,37 @@ SMIL_DEFAULT_AUDIO_FRACTION = 0.2  # SMIL's per_class_num = 21 of 105
 _SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
 
 
+# -------------------------------------------------------------------------------------- the degraded variant
+@functools.lru_cache(maxsize=4)
+def load_avmnist_lite_degraded(
+    energy: float = DEFAULT_PCA_ENERGY, target_snr_db: float = DEFAULT_SNR_DB, talkers: int = DEFAULT_TALKERS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """AV-MNIST-lite's pairs and split with PCA-energy images and babble-noised audio (cached per process).
+
+    Args:
+        energy: share of the training images' PCA energy kept.
+        target_snr_db: speech-to-babble ratio of every clip.
+        talkers: FSDD clips per babble.
+
+    Returns:
+        ``(images float32[3000, 28, 28]`` on the 0–255 scale, ``mfcc float32[3000, 32, 13]``, ``labels int64[3000]``,
+        ``split int8[3000])``, read-only; the pairs, labels and split are lite's.
+    """
+    images, mfcc, labels, split = load_avmnist_lite()
+    # one BLAS thread: a multi-threaded eigh/GEMM sums in another order, and the arrays must not depend on the
+    # thread count of the process (a sweep cell runs with 1 thread, a plain `mmbench fit` with all cores)
+    with threadpool_limits(limits=1):
+        images_d, _ = degrade_images(images, split, energy)
+        mfcc_d, _ = degrade_audio(mfcc, split, target_snr_db, talkers)
+    arrays = (images_d, mfcc_d, labels, split)
+    for a in arrays:
+        a.setflags(write=False)
+    return arrays
+
+
 # ------------------------------------------------------------------------------------------------ sources
+
+
 @functools.lru_cache(maxsize=1)
 def _lite_arrays() -> tuple[np.ndarray, ...]:
     """``load_avmnist_lite()`` once per process (read-only arrays)."""

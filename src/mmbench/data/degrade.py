@@ -38,8 +38,6 @@ Results are cached once per process (the whole computation takes about a second)
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 from scipy.fft import dct, idct
 
@@ -56,7 +54,6 @@ __all__ = [
     "degrade_images",
     "energy_kept",
     "fit_pca_energy",
-    "load_avmnist_lite_degraded",
     "mel_power_to_mfcc",
     "mfcc_to_mel_power",
     "mix_at_snr",
@@ -293,30 +290,3 @@ def degrade_audio(
         mixed, _ = mix_at_snr(power[i, :n], noise, target_snr_db)
         out[i, :n] = mel_power_to_mfcc(mixed, mfcc.shape[-1])
     return out, sources
-
-
-# ----------------------------------------------------------------------------------------------- the variant
-@functools.lru_cache(maxsize=4)
-def load_avmnist_lite_degraded(
-    energy: float = DEFAULT_PCA_ENERGY, target_snr_db: float = DEFAULT_SNR_DB, talkers: int = DEFAULT_TALKERS
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """AV-MNIST-lite's pairs and split with PCA-energy images and babble-noised audio (cached per process).
-
-    Args:
-        energy: share of the training images' PCA energy kept.
-        target_snr_db: speech-to-babble ratio of every clip.
-        talkers: FSDD clips per babble.
-
-    Returns:
-        ``(images float32[3000, 28, 28]`` on the 0–255 scale, ``mfcc float32[3000, 32, 13]``, ``labels int64[3000]``,
-        ``split int8[3000])``, read-only; the pairs, labels and split are lite's.
-    """
-    from mmbench.data.avmnist import load_avmnist_lite  # avmnist imports this module
-
-    images, mfcc, labels, split = load_avmnist_lite()
-    images_d, _ = degrade_images(images, split, energy)
-    mfcc_d, _ = degrade_audio(mfcc, split, target_snr_db, talkers)
-    arrays = (images_d, mfcc_d, labels, split)
-    for a in arrays:
-        a.setflags(write=False)
-    return arrays
