@@ -84,7 +84,7 @@ def unknown_name_message(kind: str, name: str, valid: list[str]) -> str:
 
 
 def declared_names(package: str, registry: str) -> list[str]:
-    """Names registered with ``@<registry>.register("name")`` in the modules of ``package``, read without importing.
+    """Names registered with ``@<registry>.register("name")`` in ``package`` and its subpackages (read, not imported).
 
     ``mmbench --help`` lists methods and datasets this way, so it does not import torch or Lightning; a test checks
     that the list equals the imported registry.
@@ -92,7 +92,7 @@ def declared_names(package: str, registry: str) -> list[str]:
     spec = importlib.util.find_spec(package)
     names: set[str] = set()
     for folder in (spec.submodule_search_locations or []) if spec is not None else []:
-        for path in sorted(Path(folder).glob("*.py")):
+        for path in sorted(Path(folder).rglob("*.py")):
             try:
                 tree = ast.parse(path.read_text())
             except (OSError, SyntaxError, UnicodeDecodeError):
