@@ -379,7 +379,7 @@ def test_remote_checkpoint_is_loaded_weights_only(real_ckpt, tmp_cwd, marker, ca
         err = _main_exit(["test", *SYNTH, *FAST, f"--ckpt_path={url}/evil.ckpt"], capsys)
     finally:
         server.shutdown()
-    _one_error_line(err, "evil.ckpt: refused to load checkpoint: it asks for the global posix.system")
+    _one_error_line(err, "evil.ckpt: remote checkpoints are not read")
     assert not marker.exists()
 
 
@@ -538,10 +538,10 @@ def test_yaml_sub_config_and_sweep_spec_with_python_tag_refused(tmp_cwd, marker,
     err = _main_exit(
         ["fit", "--config", str(REPO / "experiments/demo.yaml"), f"--data.init_args.missingness={sub}"], capsys
     )
-    assert "could not determine a constructor for the tag 'tag:yaml.org,2002:python/object/apply:os.system'" in err
+    assert "data.missingness" in err and "sub.yaml" in err  # refused by the safe loader, named in one line
     spec = _evil_yaml(tmp_cwd / "spec.yaml", marker, "name: {tag}\n")
     err = _main_exit(["sweep", "-c", str(spec)], capsys)
-    assert "could not determine a constructor" in err
+    assert "spec.yaml" in err
     assert not marker.exists()
 
 

@@ -90,9 +90,9 @@ def _load(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
         first = re.sub(r"\x1b\[[0-9;]*m", "", str(e).strip().splitlines()[0]) if str(e).strip() else ""
         low = str(e).lower()
         if "weights_only" in low or "weights only" in low or "unsupported global" in low:
-            raise MMBenchError(
-                f"checkpoint {path} cannot be read with weights_only=True (it holds pickled objects): {first[:160]}"
-            ) from None
+            from mmbench.safe_io import UnsafeFileError, checkpoint_refusal
+
+            raise UnsafeFileError(checkpoint_refusal(e)) from None
         raise MMBenchError(f"checkpoint {path} is not a PyTorch checkpoint ({first[:160]})") from None
     except Exception as e:  # torch raises RuntimeError, EOFError, IndexError, ... on files that are not checkpoints
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -109,6 +109,13 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         MMBenchError: the file does not exist, is not a PyTorch checkpoint, needs unsafe unpickling, or has no
             ``state_dict``.
     """
+    if "://" in str(path):
+        from mmbench.safe_io import UnsafeFileError
+
+        raise UnsafeFileError(
+            f"--ckpt_path {path}: remote checkpoints are not read (nothing is downloaded at run time; Lightning would "
+            "load them with weights_only=False); download the file and pass its path"
+        )
     p = Path(path)
     if not p.is_file():
         raise MMBenchError(f"--ckpt_path {p} does not exist")

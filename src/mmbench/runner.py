@@ -53,7 +53,7 @@ from mmbench.provenance import CKPT_METHOD_KEY, check_checkpoint, read_checkpoin
 from mmbench.registry import DATASETS, METHODS, Registry, UnknownNameError, install_slug_resolution
 from mmbench.registry import unknown_name_message as _unknown
 from mmbench.results import ResultsWriter
-from mmbench.safe_io import untrusted_input_guard
+from mmbench.safe_io import UnsafeFileError, mmbench_cause, untrusted_input_guard
 from mmbench.schema import COMPLETE_MARKER, RESULTS_FILE
 from mmbench.yamlfile import read_yaml
 
@@ -357,7 +357,14 @@ def _suggest_option(message: str, parser: Any) -> str:
 
 
 def _parse_error(e: BaseException, args: ArgsType, parser: Any = None) -> MMBenchError:
-    """One line for a parse/instantiation error; names the config file when the problem is in one."""
+    """One line for a parse/instantiation error; names the config file when the problem is in one.
+
+    A refused untrusted file (``UnsafeFileError``, already one line naming the file and what it asked for) is
+    returned as itself, so the Python API raises the same error type as the reader.
+    """
+    cause = mmbench_cause(e)
+    if isinstance(cause, UnsafeFileError):
+        return cause
     message = _suggest_option(summarize_parser_error(str(e), _ROOTS), parser)
     files = _config_files(args)
     if files and not any(f in message for f in files):

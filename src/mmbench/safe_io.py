@@ -30,7 +30,15 @@ import numpy as np
 
 from mmbench.errors import DataIntegrityError, MMBenchError
 
-__all__ = ["UnsafeFileError", "load_npy", "printable", "untrusted_input_guard", "weights_only_loads"]
+__all__ = [
+    "UnsafeFileError",
+    "checkpoint_refusal",
+    "load_npy",
+    "mmbench_cause",
+    "printable",
+    "untrusted_input_guard",
+    "weights_only_loads",
+]
 
 FORCE_WEIGHTS_ONLY = "TORCH_FORCE_WEIGHTS_ONLY_LOAD"
 FORCE_NO_WEIGHTS_ONLY = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
@@ -102,7 +110,7 @@ def _loaded_file(tb: TracebackType | None) -> str | None:
     return found
 
 
-def _checkpoint_refusal(e: pickle.UnpicklingError) -> str:
+def checkpoint_refusal(e: pickle.UnpicklingError) -> str:
     """One line: the file and the global (or the first informative line) torch's weights-only unpickler refused."""
     where = _loaded_file(e.__traceback__) or "a checkpoint"
     text = str(e)
@@ -136,7 +144,7 @@ def weights_only_loads() -> Iterator[None]:
     try:
         yield
     except pickle.UnpicklingError as e:
-        raise UnsafeFileError(_checkpoint_refusal(e)) from None
+        raise UnsafeFileError(checkpoint_refusal(e)) from None
     finally:
         for key, value in saved.items():
             if value is None:
@@ -145,7 +153,7 @@ def weights_only_loads() -> Iterator[None]:
                 os.environ[key] = value
 
 
-def _mmbench_cause(e: BaseException) -> MMBenchError | None:
+def mmbench_cause(e: BaseException) -> MMBenchError | None:
     """The ``MMBenchError`` that jsonargparse wrapped (``raise ... from``) in a union/instantiation error, if any."""
     seen: set[int] = set()
     cause = e.__cause__
@@ -171,7 +179,7 @@ def untrusted_input_guard(fn: Callable[P, R]) -> Callable[P, R]:
             try:
                 return fn(*args, **kwargs)
             except ValueError as e:
-                cause = _mmbench_cause(e)
+                cause = mmbench_cause(e)
                 if cause is None:
                     raise
                 raise cause from None
