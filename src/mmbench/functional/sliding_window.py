@@ -6,10 +6,15 @@ window flush with the far edge, so every voxel is covered. Window predictions ar
 borders where a network lacks context) and the weighted sum is divided by the summed weights. A volume smaller than
 the window is zero-padded symmetrically and the result is cropped back. Accumulation is in float64 by default, so a
 pointwise predictor gives exactly its direct output.
+
+Everything is per axis: the window may be anisotropic (the official ShaSpec tile is 80×160×160), and its stride,
+the padding of a volume smaller than the window along some axes only, and the Gaussian's σ follow each axis's own
+window length.
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 from enum import Enum
 from itertools import product
@@ -18,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["BlendMode", "sliding_window_inference", "window_starts"]
+__all__ = ["BlendMode", "as_window_size", "sliding_window_inference", "window_starts"]
 
 
 class BlendMode(str, Enum):
@@ -55,6 +60,28 @@ def window_starts(size: int, roi: int, overlap: float) -> list[int]:
     if starts[-1] != size - roi:
         starts.append(size - roi)
     return starts
+
+
+def as_window_size(roi_size: int | Sequence[int], ndim: int = 3, name: str = "roi_size") -> tuple[int, ...]:
+    """One window edge for every axis, or one per axis, as a tuple of ``ndim`` positive ints.
+
+    Args:
+        roi_size: ``r`` (a cube) or ``(r_1, ..., r_ndim)`` (e.g. the official ShaSpec tile ``(80, 160, 160)``).
+        ndim: number of spatial axes.
+        name: the field named in the error.
+
+    Raises:
+        ValueError: wrong length or a non-positive entry (one line naming ``name`` and the value).
+
+    Example:
+        >>> as_window_size(4), as_window_size([2, 4, 4])
+        ((4, 4, 4), (2, 4, 4))
+    """
+    roi = tuple(roi_size) if isinstance(roi_size, Sequence) else (roi_size,) * ndim
+    if len(roi) != ndim or any(isinstance(r, bool) or not hasattr(r, "__index__") or r < 1 for r in roi):
+        shown = list(roi_size) if isinstance(roi_size, Sequence) else roi_size
+        raise ValueError(f"{name} {shown} does not give a positive size for each of the {ndim} spatial axes")
+    return tuple(operator.index(r) for r in roi)
 
 
 def _importance_map(roi: Sequence[int], mode: BlendMode, dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -111,9 +138,7 @@ def sliding_window_inference(
     blend = BlendMode(mode)
     spatial = tuple(volume.shape[2:])
     nd = len(spatial)
-    roi = (roi_size,) * nd if isinstance(roi_size, int) else tuple(int(r) for r in roi_size)
-    if len(roi) != nd or any(r < 1 for r in roi):
-        raise ValueError(f"roi_size {roi_size} does not give a positive size for each of the {nd} spatial axes")
+    roi = as_window_size(roi_size, nd)
 
     # pad symmetrically where the volume is smaller than the window
     pad_before = [max(r - s, 0) // 2 for r, s in zip(roi, spatial, strict=True)]

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from lightning.fabric.utilities.apply_func import move_data_to_device
 from torch import Tensor, nn
 
-from mmbench.functional.sliding_window import sliding_window_inference
+from mmbench.functional.sliding_window import as_window_size, sliding_window_inference
 from mmbench.metrics.factory import task_metrics
 from mmbench.metrics.per_pattern import PerPatternMetric
 from mmbench.nn.backbones import Backbone, make_backbone
@@ -89,8 +89,8 @@ class MissingModalityMethod(pl.LightningModule):
         input_shapes: per-sample input shape of each modality (linked).
         task: task kind (linked).
         num_classes: classes / labels / outputs / region channels (linked).
-        roi_size: dense tasks: sliding-window size at evaluation; ``None`` = the spatial size of ``input_shapes``
-            (the training patch).
+        roi_size: dense tasks: sliding-window size ``(D, H, W)`` (or one edge) at evaluation; ``None`` = the
+            spatial size of ``input_shapes`` (the training patch, anisotropic or not).
         sw_overlap: dense tasks: sliding-window overlap in ``[0, 1)`` (0.5).
         sw_mode: dense tasks: window blending, ``"gaussian"`` (default) or ``"constant"``.
         sw_batch_size: dense tasks: window positions per forward call (1).
@@ -108,7 +108,7 @@ class MissingModalityMethod(pl.LightningModule):
         input_shapes: Mapping[str, Sequence[int]],
         task: Task | str,
         num_classes: int,
-        roi_size: tuple[int, int, int] | None = None,
+        roi_size: int | tuple[int, int, int] | None = None,
         sw_overlap: float = 0.5,
         sw_mode: BlendName = "gaussian",
         sw_batch_size: int = 1,
@@ -123,8 +123,11 @@ class MissingModalityMethod(pl.LightningModule):
         self.num_classes = int(num_classes)
         if sw_mode not in get_args(BlendName):
             raise ValueError(f"sw_mode must be one of {list(get_args(BlendName))}, got {sw_mode!r}")
-        patch = self.input_shapes[self.modalities[0]][1:]
-        self.roi_size = tuple(int(r) for r in roi_size) if roi_size is not None else tuple(patch)
+        patch = self.input_shapes[self.modalities[0]][1:]  # dense tasks: the training patch (D, H, W)
+        if self.task.dense:
+            self.roi_size = as_window_size(roi_size if roi_size is not None else patch, len(patch))
+        else:
+            self.roi_size = tuple(int(r) for r in roi_size) if isinstance(roi_size, Sequence) else tuple(patch)
         self.sw_overlap, self.sw_mode, self.sw_batch_size = float(sw_overlap), sw_mode, int(sw_batch_size)
         self.save_hyperparameters()
         # checkpoints are loaded with weights_only=True: keep hparams primitive
@@ -201,9 +204,11 @@ class MissingModalityMethod(pl.LightningModule):
             yield move_data_to_device(batch, self.device)
 
     def pad_spatial(self, x: Tensor) -> Tensor:
-        """Zero-pad the last three dims at the far end to ``spatial_multiple`` (no-op when it is 1).
+        """Zero-pad each of the last three dims at its far end to ``spatial_multiple`` (no-op when it is 1).
 
-        ``[..., D, H, W] → [..., D', H', W']`` with ``D' = nn.unet3d.padded_shape`` (multiples, at least twice it).
+        ``[..., D, H, W] → [..., D', H', W']`` with ``(D', H', W') = nn.unet3d.padded_shape((D, H, W), multiple)``,
+        each axis on its own (multiples, at least twice it): an 80×160×160 patch stays 80×160×160 at multiple 16,
+        a 20×36×28 one becomes 32×48×32.
         """
         if self.spatial_multiple == 1:
             return x

@@ -11,7 +11,9 @@ from mmbench.data.base import MultimodalDataModule
 from mmbench.data.brats.datasets import (
     BraTSPatchDataset,
     BraTSVolumeDataset,
+    PatchSize,
     _EpochSampler,
+    as_patch_size,
 )
 from mmbench.data.brats.files import (
     MODALITIES,
@@ -44,6 +46,11 @@ class BraTSDataModule(MultimodalDataModule):
     are whole brain-cropped volumes (batch size 1) that methods evaluate with sliding-window inference over windows
     of ``patch_size`` (``MissingModalityMethod.predict_logits``). Dice is computed per case on the cropped volume.
 
+    ``patch_size`` is one edge (a cube) or ``(D, H, W)``, e.g. the official ShaSpec ``[80, 160, 160]``: YAML
+    ``patch_size: 32`` or ``patch_size: [80, 160, 160]``, command line ``--data.init_args.patch_size=[16,32,32]``.
+    It is normalised once (``as_patch_size``) to the 3-tuple that ``input_shapes`` carries to the method (its
+    sliding window and padding then work per axis); the value as written stays in the run's ``config.yaml``.
+
     Args:
         root: BraTS case folders; ``None`` = semi-synthetic cases in the cache.
         split_dir: folder with ``train.txt``/``val.txt``/``test.txt`` case ids (default: a seeded 75/12.5/12.5 split,
@@ -51,7 +58,8 @@ class BraTSDataModule(MultimodalDataModule):
         num_synthetic_cases: cases generated when ``root`` is ``None``.
         synthetic_seed: generator seed of the semi-synthetic cases.
         spacing_mm: grid of the semi-synthetic cases.
-        patch_size: training patch edge (voxels) = sliding-window size at evaluation.
+        patch_size: training patch edge, or ``(D, H, W)`` edges, in voxels (>= 8 along every axis) = the
+            sliding-window size at evaluation.
         samples_per_case: training patches per case per epoch.
         fg_prob: probability that a patch is centred on tumour.
         cache_dir: decoded-volume cache (default: ``$MMBENCH_CACHE`` or ``.cache/mmbench``).
@@ -71,7 +79,7 @@ class BraTSDataModule(MultimodalDataModule):
         num_synthetic_cases: int = 24,
         synthetic_seed: int = 0,
         spacing_mm: float = 2.0,
-        patch_size: int = 64,
+        patch_size: PatchSize = 64,
         samples_per_case: int = 2,
         fg_prob: float = 0.5,
         cache_dir: str | None = None,
@@ -82,14 +90,13 @@ class BraTSDataModule(MultimodalDataModule):
         num_workers: int = 0,
     ) -> None:
         super().__init__(missingness, eval_protocols, mask_seed, batch_size, 1, num_workers)
-        if patch_size < 8:
-            raise ValueError(f"patch_size must be >= 8 voxels, got {patch_size}")
+        patch = as_patch_size(patch_size, "patch_size", minimum=8)
         self.root = root
         self.split_dir = split_dir
         self.num_synthetic_cases = num_synthetic_cases
         self.synthetic_seed = synthetic_seed
         self.spacing_mm = spacing_mm
-        self.patch_size = int(patch_size)
+        self.patch_size: tuple[int, int, int] = patch
         self.samples_per_case = samples_per_case
         self.fg_prob = fg_prob
         self.cache_root = Path(cache_dir) if cache_dir else default_cache_root()
@@ -103,8 +110,7 @@ class BraTSDataModule(MultimodalDataModule):
 
     @property
     def input_shapes(self) -> dict[str, tuple[int, ...]]:  # noqa: D102
-        p = self.patch_size
-        return {m: (1, p, p, p) for m in MODALITIES}
+        return {m: (1, *self.patch_size) for m in MODALITIES}
 
     @property
     def task(self) -> Task:  # noqa: D102

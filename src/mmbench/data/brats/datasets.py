@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -19,7 +20,14 @@ from mmbench.data.brats.files import (
 )
 from mmbench.data.brats.preprocess import CaseVolume, load_case
 
-__all__ = ["BraTSPatchDataset", "BraTSVolumeDataset", "foreground_indices", "random_patch"]
+__all__ = [
+    "BraTSPatchDataset",
+    "BraTSVolumeDataset",
+    "PatchSize",
+    "as_patch_size",
+    "foreground_indices",
+    "random_patch",
+]
 
 
 def foreground_indices(regions: np.ndarray, max_per_region: int = 10_000) -> list[np.ndarray]:
@@ -105,11 +113,42 @@ def random_patch(
     return out_img, out_reg
 
 
-def _as_size(patch_size: int | Sequence[int]) -> tuple[int, int, int]:
-    size = (patch_size,) * 3 if isinstance(patch_size, int) else tuple(patch_size)
-    if len(size) != 3 or any(int(p) < 1 for p in size):
-        raise ValueError(f"patch_size must be a positive int or three positive ints, got {patch_size}")
-    return int(size[0]), int(size[1]), int(size[2])
+PatchSize = tuple[int, int, int] | int
+"""A patch or window size: ``(D, H, W)`` (e.g. the official ShaSpec ``(80, 160, 160)``), or one edge for a cube.
+
+The tuple comes first in the union only for the error message: jsonargparse reports its first subtype's complaint,
+so ``[16, 32]`` reads "Expected a tuple with 3 elements" rather than "expected int"; ``32`` still parses as the int.
+"""
+
+
+def as_patch_size(value: int | Sequence[int], name: str = "patch_size", minimum: int = 1) -> tuple[int, int, int]:
+    """The one normalisation of a patch size: an int ``p`` → ``(p, p, p)``, three ints → ``(D, H, W)``.
+
+    Args:
+        value: one edge, or one edge per spatial axis (a list from YAML / the command line, or a tuple).
+        name: the field named in the error (``patch_size``, ``roi_size`` ...).
+        minimum: smallest accepted edge along every axis.
+
+    Returns:
+        ``(D, H, W)`` as Python ints.
+
+    Raises:
+        ValueError: not an int or three ints, or an edge below ``minimum``; one line naming ``name`` and the value.
+
+    Example:
+        >>> as_patch_size(32), as_patch_size([80, 160, 160])
+        ((32, 32, 32), (80, 160, 160))
+    """
+    many = isinstance(value, Sequence) and not isinstance(value, str)
+    size: tuple[object, ...] = tuple(cast(Sequence[int], value)) if many else (value,) * 3
+    shown = list(size) if many else repr(value)
+    problem = f"{name} must be an int or three ints [D, H, W], each >= {minimum}, got {shown}"
+    if len(size) != 3 or any(isinstance(p, bool) or not hasattr(p, "__index__") for p in size):
+        raise ValueError(problem)
+    d, h, w = (operator.index(cast(int, p)) for p in size)
+    if min(d, h, w) < minimum:
+        raise ValueError(problem)
+    return d, h, w
 
 
 class _CaseLoader:
@@ -152,7 +191,7 @@ class BraTSPatchDataset(Dataset[dict[str, Any]]):
 
     Args:
         cases: labelled cases.
-        patch_size: patch edge(s) in voxels.
+        patch_size: patch edge, or ``(D, H, W)`` edges, in voxels (``as_patch_size``).
         samples_per_case: items per case per epoch.
         fg_prob: probability of centring on a tumour voxel.
         flip_prob: per-axis flip probability.
@@ -167,7 +206,7 @@ class BraTSPatchDataset(Dataset[dict[str, Any]]):
     def __init__(
         self,
         cases: Sequence[BraTSCase],
-        patch_size: int | Sequence[int] = 64,
+        patch_size: PatchSize | Sequence[int] = 64,
         samples_per_case: int = 1,
         fg_prob: float = 0.5,
         flip_prob: float = 0.5,
@@ -176,7 +215,7 @@ class BraTSPatchDataset(Dataset[dict[str, Any]]):
         label_convention: LabelConvention | str | None = None,
     ) -> None:
         self.loader = _CaseLoader(cases, cache_dir, label_convention, require_labels=True)
-        self.patch_size = _as_size(patch_size)
+        self.patch_size = as_patch_size(patch_size)
         self.samples_per_case = int(samples_per_case)
         self.fg_prob = fg_prob
         self.flip_prob = flip_prob
