@@ -7,6 +7,7 @@ multiple and sliding-window evaluation, all per axis; a fit + test of a segmenta
 from __future__ import annotations
 
 import csv
+from collections.abc import Mapping
 from itertools import product
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import yaml
 from torch import Tensor, nn
 
 from mmbench.cli import main
-from mmbench.data.brats import MODALITIES, BraTSDataModule, BraTSPatchDataset, discover_cases, random_patch
+from mmbench.data.brats import MODALITIES, BraTSDataModule, BraTSPatchDataset, random_patch
 from mmbench.data.brats.datasets import as_patch_size
 from mmbench.methods.base import MissingModalityMethod
 from mmbench.registry import METHODS
@@ -56,7 +57,7 @@ def _locate(patch: np.ndarray, volume: np.ndarray) -> list[tuple[tuple[bool, ...
     size = patch.shape[1:]
     found = []
     for flips in product([False, True], repeat=3):
-        unflipped = np.flip(patch, [a + 1 for a in range(3) if flips[a]]) if any(flips) else patch
+        unflipped = np.flip(patch, tuple(a + 1 for a in range(3) if flips[a])) if any(flips) else patch
         ranges = [range(n - p + 1) for n, p in zip(volume.shape[1:], size, strict=True)]
         for start in product(*ranges):
             box = tuple(slice(s, s + p) for s, p in zip(start, size, strict=True))
@@ -77,7 +78,7 @@ class PointwiseLinear(MissingModalityMethod):
         self.conv = nn.Conv3d(self.num_modalities, self.num_classes, kernel_size=1).double()
         self.seen: list[tuple[int, ...]] = []
 
-    def forward(self, inputs: dict[str, Tensor], mask: Tensor) -> MethodOutput:  # noqa: D102
+    def forward(self, inputs: Mapping[str, Tensor], mask: Tensor) -> MethodOutput:
         x = torch.cat([inputs[m] for m in self.modalities], dim=1)  # [B, M, D, H, W]
         self.seen.append(tuple(x.shape[2:]))
         return MethodOutput(logits=self.conv(x.double() * mask[:, :, None, None, None]))
@@ -96,18 +97,17 @@ def test_patch_size_normalises_to_the_three_tuple(value: Any, expected: tuple[in
 
 @pytest.mark.parametrize("value", [0, -4, 7, [16, 32], [16, 32, 32, 32], [0, 32, 32], [16, 7, 16], True, 2.5, "32"])
 def test_bad_patch_size_is_one_line_naming_the_field_and_value(value: Any) -> None:
-    with pytest.raises(ValueError) as exc:
+    shown = str(list(value)) if isinstance(value, list) else repr(value)
+    with pytest.raises(ValueError, match=r"^patch_size must be an int or three ints \[D, H, W\], each >= 8") as exc:
         BraTSDataModule(patch_size=value)
     message = str(exc.value)
     assert "\n" not in message
-    assert message.startswith("patch_size must be an int or three ints [D, H, W], each >= 8, got ")
-    shown = str(list(value)) if isinstance(value, list) else repr(value)
     assert message.endswith(f"got {shown}")
 
 
 def test_datamodule_links_the_three_tuple(tmp_path: Path) -> None:
     assert BraTSDataModule(patch_size=32).input_shapes == {m: (1, 32, 32, 32) for m in MODALITIES}  # int: a cube
-    dm = BraTSDataModule(patch_size=[80, 160, 160], cache_dir=str(tmp_path))
+    dm = BraTSDataModule(patch_size=[80, 160, 160], cache_dir=str(tmp_path))  # type: ignore[arg-type]  # as YAML gives it
     assert dm.patch_size == (80, 160, 160)
     assert dm.input_shapes == {m: (1, 80, 160, 160) for m in MODALITIES}
     model = PointwiseLinear(dm.modalities, dm.input_shapes, dm.task, dm.num_classes)
@@ -119,7 +119,7 @@ def test_datamodule_links_the_three_tuple(tmp_path: Path) -> None:
 def test_training_batches_are_anisotropic_patches_inside_the_volume(tmp_path: Path) -> None:
     _write_cases(tmp_path / "data")
     dm = BraTSDataModule(
-        root=str(tmp_path / "data"), patch_size=list(PATCH), batch_size=3, samples_per_case=2, fg_prob=0.5,
+        root=str(tmp_path / "data"), patch_size=PATCH, batch_size=3, samples_per_case=2, fg_prob=0.5,
         cache_dir=str(tmp_path / "cache"),
     )  # fmt: skip
     dm.setup("fit")
@@ -144,7 +144,7 @@ def test_training_batches_are_anisotropic_patches_inside_the_volume(tmp_path: Pa
             assert start[2] == 0  # W spans the whole padded axis
             box = tuple(slice(s, s + p) for s, p in zip(start, PATCH, strict=True))
             region = np.pad(np.asarray(vol.regions), [(0, 0), (0, 0), (0, 0), (1, 2)])[(slice(None), *box)]
-            axes = [a + 1 for a in range(3) if flips[a]]
+            axes = tuple(a + 1 for a in range(3) if flips[a])
             expected = np.flip(region, axes) if axes else region
             np.testing.assert_array_equal(batch["target"][b].numpy(), expected)  # labels follow the image
             seen += 1
@@ -257,7 +257,7 @@ def test_cli_fit_and_test_with_an_anisotropic_patch(tmp_cwd: Path, monkeypatch: 
     assert cli.trainer.state.finished
     assert cli.datamodule.input_shapes["t1ce"] == (1, *patch)
     assert cli.model.roi_size == tuple(patch)
-    run = Path(cli.trainer.log_dir)
+    run = Path(str(cli.trainer.log_dir))
     assert yaml.safe_load((run / "config.yaml").read_text())["data"]["init_args"]["patch_size"] == patch
     with open(run / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from itertools import product
 
+import numpy as np
 import pytest
 import torch
 from torch import Tensor, nn
@@ -122,3 +123,90 @@ def test_window_starts_and_errors() -> None:
         sliding_window_inference(x, 4, lambda w: w[:, :, ::2, ::2, ::2])
     with pytest.raises(ValueError, match="mode"):
         sliding_window_inference(x, 4, pointwise, mode="median")
+
+
+# ------------------------------------------------------------------------------------- anisotropic windows
+def test_anisotropic_tiling_per_axis_covers_every_voxel() -> None:
+    """The windows are exactly the per-axis grids' product, each the volume's block there, together covering it."""
+    shape, roi, overlap = (11, 23, 9), (3, 8, 5), 0.5
+    x = torch.arange(2 * 1 * 11 * 23 * 9, dtype=torch.float64).reshape(2, 1, *shape)  # distinct values
+    windows: list[Tensor] = []
+
+    def predictor(w: Tensor) -> Tensor:
+        windows.append(w.clone())
+        return w
+
+    out = sliding_window_inference(x, roi, predictor, overlap=overlap, sw_batch_size=1, mode="constant")
+    assert out.shape == x.shape
+    assert torch.equal(out, x)
+    # per axis: stride ⌊roi·(1 − overlap)⌋ = 1, 4, 2, plus a last window flush with the far edge
+    starts = [window_starts(n, r, overlap) for n, r in zip(shape, roi, strict=True)]
+    assert starts == [list(range(9)), [0, 4, 8, 12, 15], [0, 2, 4]]
+    positions = list(product(*starts))
+    assert len(windows) == len(positions) == 9 * 5 * 3
+    count = torch.zeros(shape, dtype=torch.int64)
+    for w, pos in zip(windows, positions, strict=True):
+        box = tuple(slice(s, s + r) for s, r in zip(pos, roi, strict=True))
+        assert torch.equal(w, x[(slice(None), slice(None), *box)])  # the right block, both volumes of the batch
+        count[box] += 1
+    assert int(count.min()) >= 1  # every voxel is covered
+    # and each voxel is covered by the product of its per-axis counts
+    per_axis = [
+        torch.tensor([sum(s <= p < s + r for s in st) for p in range(n)])
+        for st, n, r in zip(starts, shape, roi, strict=True)
+    ]
+    assert torch.equal(count, per_axis[0][:, None, None] * per_axis[1][None, :, None] * per_axis[2][None, None, :])
+
+
+def test_gaussian_weights_follow_each_axis_window_length() -> None:
+    """Blended output = Σ_k w(x − s_k)·y_k / Σ_k w(x − s_k) with w the outer product of per-axis Gaussians of
+    σ = 0.125·roi_axis (scipy's window as the reference); y_k is a different constant for each window."""
+    from scipy.signal.windows import gaussian
+
+    shape, roi, overlap = (7, 13, 10), (4, 8, 6), 0.5
+    x = torch.zeros(1, 1, *shape, dtype=torch.float64)
+    calls: list[int] = []
+
+    def predictor(w: Tensor) -> Tensor:
+        calls.append(len(calls))
+        return torch.full_like(w, float(len(calls)))  # window k (1-based) predicts k everywhere
+
+    out = sliding_window_inference(x, roi, predictor, overlap=overlap, sw_batch_size=1, mode="gaussian")
+    starts = [window_starts(n, r, overlap) for n, r in zip(shape, roi, strict=True)]
+
+    def blended(sigmas: list[float]) -> np.ndarray:
+        weight = np.einsum("i,j,k->ijk", *[gaussian(r, s) for r, s in zip(roi, sigmas, strict=True)])
+        weight = weight / weight.max()
+        num, den = np.zeros(shape), np.zeros(shape)
+        for k, pos in enumerate(product(*starts), start=1):
+            box = tuple(slice(s, s + r) for s, r in zip(pos, roi, strict=True))
+            num[box] += k * weight
+            den[box] += weight
+        return num / den
+
+    assert len(calls) == 3 * 3 * 3
+    np.testing.assert_allclose(out[0, 0].numpy(), blended([0.125 * r for r in roi]), rtol=1e-12, atol=0)
+    # one σ for every axis (a cubic window's) gives another blend: the check sees the per-axis σ
+    assert not np.allclose(out[0, 0].numpy(), blended([0.125 * 6] * 3), rtol=1e-3)
+
+
+@pytest.mark.parametrize("mode", ["gaussian", "constant"])
+def test_anisotropic_window_larger_than_the_volume_along_one_axis(mode: str) -> None:
+    """Padding only along the short axis; a linear (1×1×1 conv) predictor reproduces the full-volume output."""
+    torch.manual_seed(0)
+    conv = nn.Conv3d(2, 3, kernel_size=1).double().eval()
+    x = torch.randn(2, 2, 5, 21, 14, dtype=torch.float64)
+    seen: list[tuple[int, ...]] = []
+
+    def predictor(w: Tensor) -> Tensor:
+        seen.append(tuple(w.shape[2:]))
+        return conv(w)
+
+    with torch.no_grad():
+        out = sliding_window_inference(x, (8, 10, 6), predictor, overlap=0.25, sw_batch_size=2, mode=mode)
+        full = conv(x)
+    assert out.shape == (2, 3, 5, 21, 14)
+    assert set(seen) == {(8, 10, 6)}
+    # D: one window over 5 voxels padded to 8; H: stride 7 → 0, 7, 11; W: stride 4 → 0, 4, 8 (9 positions)
+    assert len(seen) == 5  # 9 positions in calls of 2
+    torch.testing.assert_close(out, full, rtol=0, atol=1e-12)
