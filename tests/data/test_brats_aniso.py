@@ -19,9 +19,12 @@ import torch
 import yaml
 from torch import Tensor, nn
 
+import mmbench.methods  # noqa: F401  (registers the methods)
 from mmbench.cli import main
 from mmbench.data.brats import MODALITIES, BraTSDataModule, BraTSPatchDataset, random_patch
 from mmbench.data.brats.datasets import as_patch_size
+from mmbench.data.synthetic import SyntheticDataModule
+from mmbench.masks import BernoulliMissing
 from mmbench.methods.base import MissingModalityMethod
 from mmbench.registry import METHODS
 from mmbench.runner import cli_main
@@ -211,6 +214,40 @@ def test_sliding_window_of_an_anisotropic_patch_equals_the_full_volume_for_a_poi
     # per-axis stride ⌊roi·0.5⌋ plus a last window flush with the edge: D 0,2,4,5; H 0,4,8,11; W 0,1
     assert len(windows) == 4 * 4 * 2
     torch.testing.assert_close(stitched, direct, rtol=0, atol=1e-12)
+
+
+SEG_METHODS = sorted(n for n in METHODS.names() if Task.SEGMENTATION in METHODS.get(n).supported_tasks)
+
+
+@pytest.mark.parametrize("name", SEG_METHODS)
+def test_every_segmentation_method_trains_and_slides_an_anisotropic_patch(name: str) -> None:
+    """Each registered segmentation method on an 8×16×12 patch (not a multiple of its U-Net's 8 along W): the
+    unsupervised stage, a training step, the forward output shape and sliding windows over a larger volume."""
+    shapes = {m: (1, 8, 16, 12) for m in MODALITIES}
+    dm = SyntheticDataModule(
+        task="segmentation", input_shapes=shapes, num_samples=(4, 2, 2), batch_size=2,
+        missingness=BernoulliMissing(0.3, min_present=1),
+    )  # fmt: skip
+    dm.setup("fit")
+    torch.manual_seed(0)
+    extra = {"sw_blend": "probabilities"} if name == "shaspec" else {}  # ShaSpec's own blending path too
+    model = METHODS.get(name)(dm.modalities, dm.input_shapes, dm.task, dm.num_classes, sw_overlap=0.5, **extra)
+    assert model.roi_size == (8, 16, 12)
+    model.fit_unsupervised(dm)
+    batch = dm.apply_missingness(next(iter(dm.train_dataloader())), "train")
+    assert batch["inputs"]["t1"].shape == (2, 1, 8, 16, 12)
+    loss = model.loss(model(batch["inputs"], batch["mask"]), batch)["loss"]
+    loss.backward()
+    assert torch.isfinite(loss)
+    model.eval()
+    mask = torch.tensor([[True, False, True, True]])
+    patch = {m: torch.randn(1, 1, 8, 16, 12) for m in MODALITIES}
+    big = {m: torch.randn(1, 1, 11, 21, 13) for m in MODALITIES}
+    with torch.no_grad():
+        direct = model(patch, mask).logits
+        assert direct.shape == (1, 3, 8, 16, 12)
+        torch.testing.assert_close(model.predict_logits(patch, mask), direct)  # one window = forward
+        assert model.predict_logits(big, mask).shape == (1, 3, 11, 21, 13)
 
 
 # ------------------------------------------------------------------------------------------------- the CLI
