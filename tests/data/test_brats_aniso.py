@@ -216,16 +216,15 @@ def test_sliding_window_of_an_anisotropic_patch_equals_the_full_volume_for_a_poi
     torch.testing.assert_close(stitched, direct, rtol=0, atol=1e-12)
 
 
-SEG_METHODS = sorted(n for n in METHODS.names() if Task.SEGMENTATION in METHODS.get(n).supported_tasks)
+SEG_METHODS = sorted(n for n in METHODS.names() if Task.SEGMENTATION in getattr(METHODS.get(n), "supported_tasks", ()))
 
 
 @pytest.mark.parametrize("name", SEG_METHODS)
 def test_every_segmentation_method_trains_and_slides_an_anisotropic_patch(name: str) -> None:
     """Each registered segmentation method on an 8×16×12 patch (not a multiple of its U-Net's 8 along W): the
     unsupervised stage, a training step, the forward output shape and sliding windows over a larger volume."""
-    shapes = {m: (1, 8, 16, 12) for m in MODALITIES}
     dm = SyntheticDataModule(
-        task="segmentation", input_shapes=shapes, num_samples=(4, 2, 2), batch_size=2,
+        task="segmentation", input_shapes={m: [1, 8, 16, 12] for m in MODALITIES}, num_samples=(4, 2, 2), batch_size=2,
         missingness=BernoulliMissing(0.3, min_present=1),
     )  # fmt: skip
     dm.setup("fit")
