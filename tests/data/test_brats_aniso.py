@@ -216,6 +216,15 @@ def test_sliding_window_of_an_anisotropic_patch_equals_the_full_volume_for_a_poi
     torch.testing.assert_close(stitched, direct, rtol=0, atol=1e-12)
 
 
+def test_roi_size_is_one_edge_or_one_per_axis_and_checked() -> None:
+    shapes = {m: (1, 8, 16, 12) for m in MODALITIES}
+    assert PointwiseLinear(MODALITIES, shapes, Task.SEGMENTATION, 3, roi_size=12).roi_size == (12, 12, 12)
+    assert PointwiseLinear(MODALITIES, shapes, Task.SEGMENTATION, 3, roi_size=(4, 8, 6)).roi_size == (4, 8, 6)
+    for bad in [(8, 0, 8), (8, 8), 0]:
+        with pytest.raises(ValueError, match=r"^roi_size .* does not give a positive size for each of the 3 spatial"):
+            PointwiseLinear(MODALITIES, shapes, Task.SEGMENTATION, 3, roi_size=bad)
+
+
 SEG_METHODS = sorted(n for n in METHODS.names() if Task.SEGMENTATION in getattr(METHODS.get(n), "supported_tasks", ()))
 
 

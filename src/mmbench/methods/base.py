@@ -108,7 +108,7 @@ class MissingModalityMethod(pl.LightningModule):
         input_shapes: Mapping[str, Sequence[int]],
         task: Task | str,
         num_classes: int,
-        roi_size: int | tuple[int, int, int] | None = None,
+        roi_size: tuple[int, int, int] | int | None = None,
         sw_overlap: float = 0.5,
         sw_mode: BlendName = "gaussian",
         sw_batch_size: int = 1,
