@@ -1,4 +1,5 @@
-"""Issue 15 item 14: ``mmbench --help``, ``mmbench leaderboard`` and ``mmbench sweep --dry-run`` import no Lightning.
+"""Issue 15 item 14: ``mmbench --help``, ``mmbench leaderboard`` and ``mmbench sweep --dry-run`` import neither
+Lightning nor torch (``mmbench.masks``, whose classes type a sweep spec, imports torch only where it makes tensors).
 
 * the static index (``mmbench.registry.declared_classes``: registered classes read from source) equals the imported
   registries for every method and dataset, and the comparison catches drift;
@@ -232,8 +233,6 @@ def test_static_expansion_equals_the_imported_one(spec: Path, monkeypatch: pytes
 
 def _restrict(monkeypatch: pytest.MonkeyPatch, name: str, tasks: tuple[str, ...]) -> None:
     """Make method ``name`` support only ``tasks``, both imported and in the static index."""
-    import dataclasses
-
     import mmbench.methods  # noqa: F401
     from mmbench.types import Task
 
@@ -243,7 +242,7 @@ def _restrict(monkeypatch: pytest.MonkeyPatch, name: str, tasks: tuple[str, ...]
     def declared(kind: str) -> dict[str, DeclaredClass]:
         out = dict(real(kind))
         if kind == "method":
-            out[name] = dataclasses.replace(out[name], supported_tasks=tasks)
+            out[name] = out[name]._replace(supported_tasks=tasks)
         return out
 
     monkeypatch.setattr(grid_module, "_declared", declared)
@@ -375,11 +374,24 @@ def test_leaderboard_imports_neither_lightning_nor_torch(tmp_path: Path) -> None
     assert heavy == []
 
 
-def test_dry_run_imports_no_lightning(tmp_path: Path) -> None:
+def test_masks_import_without_torch() -> None:
+    code = (
+        "import sys, mmbench.masks, mmbench.sweep; print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_dry_run_imports_neither_lightning_nor_torch(tmp_path: Path) -> None:
+    # typed missingness and protocol entries with arguments, parsed by jsonargparse (mmbench.masks classes)
+    missing = '--missing=[{"class_path": "FixedPattern", "init_args": {"observed": ["image"]}}]'
+    protocols = '--eval_protocols=[{"class_path": "RateProtocol", "init_args": {"rate": 0.5}}]'
+    args = ["sweep", "--config", str(SMOKE), f"--output={tmp_path}", missing, protocols, "--dry-run"]
+    out, heavy = _run_main(args, ROOT)
+    assert "fixed-image" in out.stdout and heavy == [], out.stdout
     out, heavy = _run_main(["sweep", "--config", str(SMOKE), f"--output={tmp_path}", "--dry-run"], ROOT)
     assert "cells" in out.stdout and "pending" in out.stdout, out.stdout
-    # torch stays: the spec's missingness and protocol types are mmbench.masks classes, which import torch
-    assert [m for m in heavy if m != "torch"] == []
+    assert heavy == []
     out, heavy = _run_main(
         ["sweep", "--config", str(SMOKE), f"--output={tmp_path}", "--dry-run", "--check=true"], ROOT
     )  # the full check instantiates every pair, as before

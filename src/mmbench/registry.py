@@ -7,9 +7,8 @@ import difflib
 import functools
 import importlib.util
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 __all__ = [
     "DATASETS",
@@ -106,8 +105,7 @@ def declared_names(package: str, registry: str) -> list[str]:
     return sorted(names)
 
 
-@dataclass(frozen=True)
-class DeclaredClass:
+class DeclaredClass(NamedTuple):
     """A class registered with ``@<registry>.register("name")``, as read from its source file (nothing imported).
 
     ``mmbench sweep --dry-run`` expands a grid from these facts instead of the imported registries, so it does not
