@@ -576,9 +576,10 @@ def expand(
             raising; they carry a ``note``.
         static: read the registered methods and datasets from source (``mmbench.registry.declared_classes``)
             instead of importing them, and instantiate no data module: the grid, the cell ids and the errors for
-            unknown names and unsupported tasks are the same, but nothing imports Lightning (``--dry-run``). A
-            dataset whose task the source does not fix (when a method's ``supported_tasks`` makes it matter), or
-            whose class is not registered, is still instantiated; ``check=True`` still instantiates every pair.
+            unknown names and unsupported tasks are the same, but neither Lightning nor torch is imported
+            (``--dry-run``). A dataset whose task the source does not fix (when a method's ``supported_tasks`` makes
+            it matter), or whose class is not registered, is still instantiated; ``check=True`` still instantiates
+            every pair.
 
     Raises:
         MMBenchError: empty grid, incompatible explicit method × dataset pair, invalid spec or config.
