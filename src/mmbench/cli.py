@@ -6,8 +6,9 @@
 * ``mmbench sweep``, ``mmbench leaderboard``, ``mmbench data`` → the ``cli``/``main`` of their modules.
 
 Every import of torch and Lightning happens after dispatch: ``mmbench --help``, ``mmbench leaderboard`` and
-``mmbench sweep --dry-run`` do not import Lightning. ``cli_main``, ``MMBenchCLI`` and ``LINKED_FIELDS`` are
-re-exported lazily from ``mmbench.runner``.
+``mmbench sweep --dry-run`` import neither (``tests/test_import_free.py``; the dry-run reads the registries from
+source, ``mmbench.registry.declared_classes``). ``cli_main``, ``MMBenchCLI`` and ``LINKED_FIELDS`` are re-exported
+lazily from ``mmbench.runner``.
 
 Errors: one line ``mmbench: error: ...`` on stderr and exit code 2 for bad input and OS errors on a path, 3 when a
 sweep leaves cells failed or busy (see ``mmbench.errors``). ``MMBENCH_DEBUG=1`` re-raises with the traceback.

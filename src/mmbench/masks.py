@@ -7,9 +7,12 @@ named by the observed modality names joined by ``+`` in canonical order.
 Every spec here is a distribution over patterns (i.i.d. per sample). A mask is drawn by inverse-CDF sampling from
 one counter-based uniform ``u = h(mask_seed, split, sample_index[, epoch])`` (splitmix64), so it is a pure
 function of those values: the same for any number of workers or processes, any batch order and every method.
-"""
 
-from __future__ import annotations
+Importing this module does not import torch (the functions that make tensors import it), so that parsing a sweep
+spec's missingness and protocol entries (``mmbench sweep --dry-run``) stays light. Hence no ``from __future__ import
+annotations`` here: with postponed annotations jsonargparse resolves a spec class's constructor types by executing
+the module's ``TYPE_CHECKING`` block, which imports torch; annotations naming ``Tensor`` are quoted instead.
+"""
 
 import hashlib
 import math
@@ -18,12 +21,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from mmbench.schema import ALL
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 __all__ = [
     "ALL",
@@ -50,7 +55,7 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------------------------------- patterns
-def pattern_ids(mask: Tensor) -> Tensor:
+def pattern_ids(mask: "Tensor") -> "Tensor":
     """Pattern id of each row: ``Σ_i mask[:, i]·2^i``.
 
     Args:
@@ -59,12 +64,16 @@ def pattern_ids(mask: Tensor) -> Tensor:
     Returns:
         ``long[B]`` in ``0 … 2^M−1`` (0 only for a row with nothing observed).
     """
+    import torch
+
     weights = 2 ** torch.arange(mask.shape[-1], device=mask.device)  # [M]
     return (mask.long() * weights).sum(-1)
 
 
-def pattern_mask(pid: int, num_modalities: int) -> Tensor:
+def pattern_mask(pid: int, num_modalities: int) -> "Tensor":
     """``bool[M]`` mask of pattern ``pid``."""
+    import torch
+
     if not 1 <= pid < 2**num_modalities:
         raise ValueError(f"pattern id {pid} is outside 1..{2**num_modalities - 1} for {num_modalities} modalities")
     return torch.tensor([(pid >> i) & 1 == 1 for i in range(num_modalities)], dtype=torch.bool)
@@ -93,7 +102,7 @@ def all_pattern_ids(num_modalities: int) -> list[int]:
     return sorted(ids, key=lambda i: (bin(i).count("1"), i))
 
 
-def zero_fill(inputs: Mapping[str, Tensor], mask: Tensor, modalities: Sequence[str]) -> dict[str, Tensor]:
+def zero_fill(inputs: "Mapping[str, Tensor]", mask: "Tensor", modalities: Sequence[str]) -> "dict[str, Tensor]":
     """Zero the inputs of masked-out modalities so that nothing of them reaches a method.
 
     Args:
@@ -104,6 +113,8 @@ def zero_fill(inputs: Mapping[str, Tensor], mask: Tensor, modalities: Sequence[s
     Returns:
         A new dict; each tensor is multiplied by its mask column broadcast over the trailing dims.
     """
+    import torch
+
     out = {}
     for i, name in enumerate(modalities):
         x = inputs[name]
@@ -125,7 +136,7 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
         return x ^ (x >> _U64(31))
 
 
-def counter_uniform(seed: int, split: str, index: np.ndarray | Tensor | Sequence[int], epoch: int = 0) -> np.ndarray:
+def counter_uniform(seed: int, split: str, index: "np.ndarray | Tensor | Sequence[int]", epoch: int = 0) -> np.ndarray:
     """Uniform numbers in ``[0, 1)`` that are a pure function of ``(seed, split, index, epoch)``.
 
     Args:
@@ -137,7 +148,9 @@ def counter_uniform(seed: int, split: str, index: np.ndarray | Tensor | Sequence
     Returns:
         ``float64[N]``.
     """
-    idx = np.asarray(index.cpu() if isinstance(index, Tensor) else index, dtype=np.int64).astype(np.uint64)
+    import torch
+
+    idx = np.asarray(index.cpu() if isinstance(index, torch.Tensor) else index, dtype=np.int64).astype(np.uint64)
     key = np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64)
     for part in (zlib.crc32(split.encode()), epoch):
         key = _splitmix64(key ^ _U64(part & 0xFFFFFFFFFFFFFFFF))
@@ -152,7 +165,9 @@ def _patterns_from_uniform(probs: np.ndarray, u: np.ndarray) -> np.ndarray:
     return np.minimum(pid, len(probs) - 1)
 
 
-def _mask_table(pids: np.ndarray, num_modalities: int) -> Tensor:
+def _mask_table(pids: np.ndarray, num_modalities: int) -> "Tensor":
+    import torch
+
     bits = (pids[:, None] >> np.arange(num_modalities)[None, :]) & 1  # [N, M]
     return torch.from_numpy(bits.astype(bool))
 
@@ -194,10 +209,10 @@ class MissingnessSpec(ABC):
         modalities: Sequence[str],
         seed: int,
         split: str,
-        index: Tensor,
+        index: "Tensor",
         epoch: int = 0,
         labels: np.ndarray | None = None,
-    ) -> Tensor:
+    ) -> "Tensor":
         """Masks for the samples ``index`` of ``split``.
 
         Args:
@@ -403,10 +418,12 @@ class WarmupThen(MissingnessSpec):
         modalities: Sequence[str],
         seed: int,
         split: str,
-        index: Tensor,
+        index: "Tensor",
         epoch: int = 0,
         labels: np.ndarray | None = None,
-    ) -> Tensor:
+    ) -> "Tensor":
+        import torch
+
         if split == "train" and epoch < self.warmup_epochs:
             return torch.ones(len(index), len(modalities), dtype=torch.bool)
         return self.then.masks(modalities, seed, split, index, max(epoch - self.warmup_epochs, 0), labels=labels)
@@ -468,8 +485,10 @@ class PerClassFraction(MissingnessSpec):
         """Samples that observe ``modality`` in a class of ``n`` training samples (round half up)."""
         return min(n, math.floor(self.fraction * n + 0.5))
 
-    def class_masks(self, labels: np.ndarray, modalities: Sequence[str], seed: int) -> Tensor:
+    def class_masks(self, labels: np.ndarray, modalities: Sequence[str], seed: int) -> "Tensor":
         """Training masks ``bool[N, M]`` for samples with ``labels`` ``int[N]`` (sample ``i`` = row ``i``)."""
+        import torch
+
         j = self._column(modalities)
         labels = np.asarray(labels)
         mask = np.ones((len(labels), len(modalities)), dtype=bool)
@@ -481,8 +500,10 @@ class PerClassFraction(MissingnessSpec):
             mask[chosen, j] = True
         return torch.from_numpy(mask)
 
-    def eval_masks(self, modalities: Sequence[str], n: int) -> Tensor:
+    def eval_masks(self, modalities: Sequence[str], n: int) -> "Tensor":
         """``bool[n, M]``: every modality except ``modality``."""
+        import torch
+
         mask = torch.ones(n, len(modalities), dtype=torch.bool)
         mask[:, self._column(modalities)] = False
         return mask
@@ -492,10 +513,10 @@ class PerClassFraction(MissingnessSpec):
         modalities: Sequence[str],
         seed: int,
         split: str,
-        index: Tensor,
+        index: "Tensor",
         epoch: int = 0,
         labels: np.ndarray | None = None,
-    ) -> Tensor:
+    ) -> "Tensor":
         if split != "train":
             return self.eval_masks(modalities, len(index))
         if labels is None:
@@ -530,12 +551,14 @@ class MaskTable:
 
     protocol: str
     modalities: tuple[str, ...]
-    sample_index: Tensor
-    mask: Tensor
+    sample_index: "Tensor"
+    mask: "Tensor"
 
     @property
     def hash(self) -> str:
         """Stable ``sha256:<16 hex>`` of protocol, modalities, rows and masks (independent of process/platform)."""
+        import torch
+
         h = hashlib.sha256()
         h.update(f"{self.protocol}|{','.join(self.modalities)}|".encode())
         h.update(self.sample_index.to(torch.int64).numpy().astype("<i8").tobytes())
@@ -567,6 +590,8 @@ class AllPatterns(EvalProtocol):
         return "all_patterns"
 
     def table(self, modalities: Sequence[str], num_samples: int, seed: int, split: str = "test") -> MaskTable:  # noqa: D102
+        import torch
+
         M = len(modalities)
         pids = all_pattern_ids(M)
         sample_index = torch.arange(num_samples).repeat(len(pids))  # [P·N], pattern-major
@@ -593,6 +618,8 @@ class RateProtocol(EvalProtocol):
         return f"rate({self.rate:g})"
 
     def table(self, modalities: Sequence[str], num_samples: int, seed: int, split: str = "test") -> MaskTable:  # noqa: D102
+        import torch
+
         index = torch.arange(num_samples)
         mask = self._spec.masks(modalities, seed, f"{split}:{self.name}", index)
         return MaskTable(self.name, tuple(modalities), index, mask)
@@ -615,6 +642,8 @@ class PatternProtocol(EvalProtocol):
         return f"pattern({'+'.join(self.observed)})"
 
     def table(self, modalities: Sequence[str], num_samples: int, seed: int, split: str = "test") -> MaskTable:  # noqa: D102
+        import torch
+
         row = pattern_mask(pattern_id_from_name("+".join(self.observed), modalities), len(modalities))  # [M]
         mask = row.unsqueeze(0).repeat(num_samples, 1)  # [N, M]
         return MaskTable(self.name, tuple(modalities), torch.arange(num_samples), mask)

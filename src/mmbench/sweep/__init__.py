@@ -48,6 +48,10 @@ missingness, seed) under ``<cell>/wandb/``; offline unless ``WANDB_MODE`` is set
 
 The sweep reads the method registry only to expand ``methods: all`` and to check every method × dataset pair
 (``supported_tasks``, then an on-CPU instantiation through the CLI) before anything runs; cells run ``mmbench fit``.
+``--dry-run`` reads the registered methods and datasets from source instead (``mmbench.registry.declared_classes``:
+class paths, ``supported_tasks``, each dataset's task) and instantiates nothing, so it imports neither Lightning nor
+torch; it prints the grid, cell ids and errors the imported registries would give (``--dry-run --check=true`` also
+instantiates every pair).
 Run it from the repository root (config paths in specs are relative to the working directory).
 """
 

@@ -54,6 +54,9 @@ def check_writable(root: Path) -> None:
 def cli(args: list[str]) -> list[dict[str, Any]] | Grid:
     """``mmbench sweep --config experiments/sweeps/NAME.yaml [--dry-run] [--executor E] [--parallel N] ...``.
 
+    ``--dry-run`` prints the grid without importing Lightning: methods and datasets are read from source
+    (``expand(static=True)``) and no pair is instantiated unless ``--check=true`` is given.
+
     Returns the outcomes of the cells that ran (or the grid with ``--dry-run``).
     """
     args = list(args)
@@ -67,16 +70,19 @@ def cli(args: list[str]) -> list[dict[str, Any]] | Grid:
         i = args.index("--")
         args, extra = args[:i], args[i + 1 :]
     loaded, options = load_spec(args)
-    if not options["dry_run"]:
+    dry_run = bool(options["dry_run"])
+    if not dry_run:
         check_writable(Path(loaded.spec.output) / loaded.spec.name)
+    check = not dry_run if options["check"] is None else bool(options["check"])
     grid = expand(
         loaded,
         num_seeds=options["num_seeds"],
         extra_args=extra,
-        check=options["check"],
-        allow_unavailable=options["dry_run"],
+        check=check,
+        allow_unavailable=dry_run,
+        static=dry_run and not check,  # a plain dry-run reads the registries from source: no Lightning import
     )
-    if options["dry_run"]:
+    if dry_run:
         print(format_grid(grid))
         return grid
     return run_grid(grid, wait=options["wait"])

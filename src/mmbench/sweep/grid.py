@@ -19,7 +19,7 @@ from typing import Any
 
 from mmbench.errors import MMBenchError
 from mmbench.masks import MissingnessSpec
-from mmbench.registry import UnknownNameError, unknown_name_message
+from mmbench.registry import DeclaredClass, UnknownNameError, unknown_name_message
 from mmbench.sweep.markers import PARTIAL_RESULTS
 from mmbench.sweep.spec import DatasetEntry, LoadedSpec, MethodEntry, SweepSpec
 from mmbench.yamlfile import read_yaml
@@ -200,30 +200,60 @@ def _public_path(cls: type) -> str:
     return f"{cls.__module__}.{cls.__name__}"
 
 
-def _method_entries(spec: SweepSpec) -> tuple[list[MethodEntry], bool]:
+def _declared(kind: str) -> dict[str, DeclaredClass]:
+    """The registered methods (``kind="method"``) or datasets as read from source: registry name → facts."""
+    from mmbench.registry import declared_classes
+
+    package, registry = ("mmbench.methods", "METHODS") if kind == "method" else ("mmbench.data", "DATASETS")
+    return {d.name: d for d in declared_classes(package, registry)}
+
+
+def _method_names(static: bool) -> list[str]:
+    if static:
+        return sorted(_declared("method"))
     import mmbench.methods  # noqa: F401  (registers the methods)
     from mmbench.registry import METHODS
 
+    return METHODS.names()
+
+
+def _method_entries(spec: SweepSpec, static: bool = False) -> tuple[list[MethodEntry], bool]:
+    names = _method_names(static)
     for name in spec.exclude_methods:
-        if name not in METHODS:
+        if name not in names:
             raise UnknownNameError(
-                f"sweep {spec.name!r}: exclude_methods: " + unknown_name_message("method", name, METHODS.names())
+                f"sweep {spec.name!r}: exclude_methods: " + unknown_name_message("method", name, names)
             )
     if spec.methods == "all":
-        return [MethodEntry(name=n) for n in METHODS.names() if n not in spec.exclude_methods], True
+        return [MethodEntry(name=n) for n in names if n not in spec.exclude_methods], True
     entries = [MethodEntry(name=m) if isinstance(m, str) else m for m in spec.methods]
     for e in entries:
-        if e.name not in METHODS:
-            raise UnknownNameError(
-                f"sweep {spec.name!r}: methods: " + unknown_name_message("method", e.name, METHODS.names())
-            )
+        if e.name not in names:
+            raise UnknownNameError(f"sweep {spec.name!r}: methods: " + unknown_name_message("method", e.name, names))
     return [e for e in entries if e.name not in spec.exclude_methods], False
 
 
-def _resolve_method(spec: SweepSpec, entry: MethodEntry, ds: _Dataset) -> _Method:
+def _supported_tasks(name: str, static: bool) -> tuple[str, ...]:
+    """Task values method ``name`` supports (``()``: no restriction); from source when ``static`` and literal."""
+    if static:
+        declared = _declared("method")[name].supported_tasks
+        if declared is not None:
+            return declared
+    import mmbench.methods  # noqa: F401  (registers the methods)
     from mmbench.registry import METHODS
 
-    cls = METHODS.get(entry.name)
+    return tuple(str(t) for t in getattr(METHODS.get(name), "supported_tasks", ()))
+
+
+def _resolve_method(spec: SweepSpec, entry: MethodEntry, ds: _Dataset, static: bool = False) -> _Method:
+    if static:
+        declared = _declared("method")[entry.name]
+        spellings, public = set(declared.spellings()), declared.public_path
+    else:
+        from mmbench.registry import METHODS
+
+        cls = METHODS.get(entry.name)
+        spellings, public = _class_names(cls), _public_path(cls)
     config = entry.config
     if config is None and spec.method_configs:
         for stem in dict.fromkeys([f"{entry.name}{ds.method_suffix}", entry.name]):
@@ -235,13 +265,13 @@ def _resolve_method(spec: SweepSpec, entry: MethodEntry, ds: _Dataset) -> _Metho
         content = read_yaml(config)
         model = content.get("model") if isinstance(content, dict) else None
         class_path = model.get("class_path") if isinstance(model, dict) else None
-        if isinstance(class_path, str) and class_path not in _class_names(cls):
+        if isinstance(class_path, str) and class_path not in spellings:
             raise MMBenchError(
                 f"sweep {spec.name!r}: {config}: model.class_path {class_path!r} is not method {entry.name!r} "
-                f"({_public_path(cls)})"
+                f"({public})"
             )
     label = _slug(entry.label or entry.name)
-    return _Method(entry.name, label, _public_path(cls), config, dict(entry.overrides))
+    return _Method(entry.name, label, public, config, dict(entry.overrides))
 
 
 def _fit_args(
@@ -382,6 +412,73 @@ def _data_module(ds: _Dataset, miss: _Missing, loaded: LoadedSpec) -> Any:
     return inst.data
 
 
+def _data_section(ds: _Dataset) -> tuple[str | None, dict[str, Any]]:
+    """``(problem, data section)`` of ``ds``'s YAML; the problem says why it has no ``data.class_path``."""
+    if not Path(ds.config).is_file():
+        return f"{ds.config} does not exist", {}
+    content = read_yaml(ds.config)
+    section = content.get("data") if isinstance(content, dict) else None
+    if not isinstance(section, dict) or not isinstance(section.get("class_path"), str):
+        return f"{ds.config} has no data.class_path", {}
+    return None, section
+
+
+def _static_dataset(ds: _Dataset) -> tuple[str | None, DeclaredClass | None]:
+    """``(why ds cannot be used, its registered class as read from source)``; nothing imported when registered.
+
+    A dotted ``class_path`` outside the registry is checked as :func:`_dataset_unavailable` does (by importing it),
+    and comes back without facts.
+    """
+    problem, section = _data_section(ds)
+    if problem is not None:
+        return problem, None
+    class_path = section["class_path"]
+    declared = list(_declared("dataset").values())
+    for d in declared:
+        if class_path in d.spellings() or class_path in d.import_paths:
+            return None, d
+    if "." not in class_path:
+        valid = sorted({n for d in declared for n in (d.class_name, d.public_path)})
+        return unknown_name_message("dataset class", class_path, valid), None
+    return _dataset_unavailable(ds), None
+
+
+def _static_task(declared: DeclaredClass, ds: _Dataset) -> str | None:
+    """The task of ``ds`` from source: the class's literal task, else its YAML's (or the default) ``task`` argument.
+
+    ``None`` when the source does not say (a task inferred from the data, a value the class would reject).
+    """
+    if declared.task is not None:
+        return declared.task
+    if not declared.task_arg:
+        return None
+    init = dict(_data_section(ds)[1].get("init_args") or {})
+    init.update(ds.overrides)
+    value = init.get("task", declared.task_default)
+    return value if isinstance(value, str) and value in declared.task_choices else None
+
+
+def _needs_task(declared: DeclaredClass, supported: Sequence[tuple[str, ...]]) -> bool:
+    """Whether some method (its ``supported_tasks``) could be ruled out by a task among ``declared``'s choices."""
+    if not declared.task_choices:
+        return any(supported)
+    return any(s and not set(declared.task_choices) <= set(s) for s in supported)
+
+
+def _static_facts(declared: DeclaredClass, ds: _Dataset, entries: Sequence[MethodEntry]) -> dict[str, str] | None:
+    """``dataset``/``task`` of ``ds`` from source, or ``None`` when only an instance can tell what the grid needs.
+
+    The task may stay unknown (no ``task`` key) when no method of ``entries`` could be ruled out by it.
+    """
+    task = _static_task(declared, ds)
+    if task is None and _needs_task(declared, [_supported_tasks(e.name, True) for e in entries]):
+        return None
+    facts = {"task": task} if task is not None else {}
+    if declared.dataset_name is not None:
+        facts["dataset"] = declared.dataset_name
+    return facts
+
+
 def _dataset_unavailable(ds: _Dataset) -> str | None:
     """Why ``ds`` cannot be used yet (missing YAML, class that does not import), or ``None``."""
     import importlib
@@ -389,13 +486,10 @@ def _dataset_unavailable(ds: _Dataset) -> str | None:
     import mmbench.data  # noqa: F401  (registers the data modules)
     from mmbench.registry import DATASETS
 
-    if not Path(ds.config).is_file():
-        return f"{ds.config} does not exist"
-    content = read_yaml(ds.config)
-    section = content.get("data") if isinstance(content, dict) else None
-    class_path = section.get("class_path") if isinstance(section, dict) else None
-    if not isinstance(class_path, str):
-        return f"{ds.config} has no data.class_path"
+    problem, section = _data_section(ds)
+    if problem is not None:
+        return problem
+    class_path = section["class_path"]
     for _, cls in DATASETS.items():
         if class_path in _class_names(cls):
             return None
@@ -469,6 +563,7 @@ def expand(
     extra_args: Sequence[str] = (),
     check: bool = True,
     allow_unavailable: bool = False,
+    static: bool = False,
 ) -> Grid:
     """Expand a spec into cells, checking every method × dataset pair before anything runs.
 
@@ -479,6 +574,12 @@ def expand(
         check: instantiate each method × dataset pair (and each missingness spec) through the CLI on CPU.
         allow_unavailable: keep cells of datasets whose YAML or class does not exist yet (dry-run) instead of
             raising; they carry a ``note``.
+        static: read the registered methods and datasets from source (``mmbench.registry.declared_classes``)
+            instead of importing them, and instantiate no data module: the grid, the cell ids and the errors for
+            unknown names and unsupported tasks are the same, but neither Lightning nor torch is imported
+            (``--dry-run``). A dataset whose task the source does not fix (when a method's ``supported_tasks`` makes
+            it matter), or whose class is not registered, is still instantiated; ``check=True`` still instantiates
+            every pair.
 
     Raises:
         MMBenchError: empty grid, incompatible explicit method × dataset pair, invalid spec or config.
@@ -500,7 +601,7 @@ def expand(
         raise MMBenchError(f"sweep {spec.name!r} has an empty grid: `seeds` is empty")
     datasets = _datasets(spec)
     axis = _missing_axis(spec, loaded)
-    entries, is_all = _method_entries(spec)
+    entries, is_all = _method_entries(spec, static)
     if not entries:
         raise MMBenchError(f"sweep {spec.name!r} has an empty grid: no methods (after exclude_methods)")
     for c in spec.trainer_configs:
@@ -511,14 +612,21 @@ def expand(
     notes: list[str] = []
     errors: list[str] = []
     for ds in datasets:
-        problem = _dataset_unavailable(ds)
+        declared: DeclaredClass | None = None
+        if static:
+            problem, declared = _static_dataset(ds)
+        else:
+            problem = _dataset_unavailable(ds)
         if problem is not None:
             if not allow_unavailable:
                 raise MMBenchError(f"sweep {spec.name!r}: dataset {ds.label!r} is not available: {problem}")
             notes.append(f"dataset {ds.label}: not available ({problem}); its cells are listed unchecked")
         methods: list[_Method] = []
         dm_facts: dict[str, str] = {}
-        if problem is None:
+        static_facts = _static_facts(declared, ds, entries) if declared is not None else None
+        if static_facts is not None:
+            dm_facts = static_facts
+        elif problem is None:
             try:
                 dm = _data_module(ds, axis[0], loaded)
             except Exception as e:
@@ -533,13 +641,12 @@ def expand(
                         f"{ds.label!r} (modalities {list(dm.modalities)}): {e}"
                     ) from None
         for entry in entries:
-            m = _resolve_method(spec, entry, ds)
+            m = _resolve_method(spec, entry, ds, static)
             if problem is None:
-                from mmbench.registry import METHODS
-
-                supported = tuple(str(t) for t in getattr(METHODS.get(m.name), "supported_tasks", ()))
-                if supported and dm_facts["task"] not in supported:
-                    why = f"supports {', '.join(supported)}, not {dm_facts['task']}"
+                supported = _supported_tasks(m.name, static)
+                task = dm_facts.get("task")
+                if supported and task is not None and task not in supported:
+                    why = f"supports {', '.join(supported)}, not {task}"
                     if is_all:
                         notes.append(f"methods: all: {m.name} left out on {ds.label} ({why})")
                     else:
@@ -553,7 +660,7 @@ def expand(
                         continue
             methods.append(m)
         if problem is None and not methods and not errors:
-            notes.append(f"dataset {ds.label}: no registered method supports task {dm_facts['task']}")
+            notes.append(f"dataset {ds.label}: no registered method supports task {dm_facts.get('task')}")
         for m in methods:
             for miss in axis:
                 for seed in seeds:

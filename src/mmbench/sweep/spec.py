@@ -162,7 +162,13 @@ def _parser() -> Any:
     p.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true", help="print the grid and status only")
     p.add_argument("--num_seeds", type=int | None, default=None, help="use the first N seeds (more: continue counting)")
     p.add_argument(
-        "--check", type=bool, default=True, help="instantiate every method × dataset pair before running (recommended)"
+        "--check",
+        type=bool | None,
+        default=None,
+        help=(
+            "instantiate every method × dataset pair before running (default: true for a run; false for --dry-run, "
+            "which then reads the registries from source and imports no Lightning)"
+        ),
     )
     p.add_argument("--wait", type=bool, default=True, help="slurm: wait for the array job and report (false: submit)")
     return p
@@ -191,7 +197,8 @@ def load_spec(args: Sequence[str]) -> tuple[LoadedSpec, dict[str, Any]]:
     """Parse ``mmbench sweep`` arguments (without the part after ``--``).
 
     Returns:
-        ``(loaded spec, runner options)`` where the options are ``dry_run``, ``num_seeds``, ``check`` and ``wait``.
+        ``(loaded spec, runner options)`` where the options are ``dry_run``, ``num_seeds``, ``check`` (``None``
+        when not given: on for a run, off for a dry-run) and ``wait``.
     """
     import argparse
 
