@@ -74,6 +74,7 @@ def test_no_results_is_a_clear_exit(tmp_path: Path) -> None:
         ("brats_synth", None),
         ("table2_dedicated", 12),
         ("ul4m4_vs_meanfill", 36),
+        ("ul4m4_vs_meanfill_mfeat", 18),
     ],
 )
 def test_paper_sweeps_expand(name: str, cells: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -184,3 +185,41 @@ def test_table3_without_image_rows_is_a_clear_exit(tmp_path: Path) -> None:
     _write(tmp_path / "x", [_row("shaspec", 1, 0.5, 0.05, eval_protocol="all_patterns")])
     with pytest.raises(SystemExit, match=r"no pattern\(image\) / image / acc rows"):
         _module().table3([str(tmp_path)])
+
+
+# ------------------------------------------------------------------------------------------ UL4M4 vs mean-fill
+def test_ul4m4_vs_meanfill_pairs_k16_with_k1_by_seed(tmp_path: Path) -> None:
+    k16 = {1: 0.80, 2: 0.84, 3: 0.79}
+    k1 = {1: 0.78, 2: 0.80, 3: 0.80}
+    for k, values in ((16, k16), (1, k1)):
+        for s, v in values.items():
+            base = {"method": "ul4m4", "seed": s, "dataset": "mfeat", "train_missing_rate": 0.5, "metric": "acc"}
+            variant = f"K={k};imputer_fit=observed;kmeans=lloyd"
+            rows = [
+                {**base, "value": v, "pattern": "all", "eval_protocol": "rate(0.5)", "method_variant": variant},
+                {**base, "value": 0.1, "pattern": "text", "eval_protocol": "rate(0.5)", "method_variant": variant},
+                {
+                    **base,
+                    "value": 0.1,
+                    "pattern": "all",
+                    "eval_protocol": "rate(0.5)",
+                    "method_variant": variant,
+                    "metric": "f1_macro",
+                },
+                {**base, "value": 0.5, "pattern": "all", "eval_protocol": "x", "method": "zero_fill"},
+            ]
+            _write(tmp_path / f"k{k}_{s}", rows)
+    text = _module().ul4m4_vs_meanfill([str(tmp_path)])
+    line = _cells(next(ln for ln in text.splitlines() if ln.startswith("| mfeat | 0.5 | rate(0.5)")))
+    m16 = 100 * sum(k16.values()) / 3
+    sd16 = math.sqrt(sum((100 * v - m16) ** 2 for v in k16.values()) / 2)
+    assert line[4] == f"{m16:.2f} ± {sd16:.2f} (n=3)"  # columns: K = 1, K = 16, difference
+    assert text.count("| mfeat |") == 1  # f1, other patterns and other methods are not rows
+    assert line[5] == _hand_ci(k16, k1)
+    assert "K = 1 | K = 16 | K = 16 − K = 1 (95 % CI) |" in text
+
+
+def test_ul4m4_vs_meanfill_without_rows_is_a_clear_exit(tmp_path: Path) -> None:
+    _write(tmp_path / "x", [_row("shaspec", 1, 0.5, 0.05)])
+    with pytest.raises(SystemExit, match="no ul4m4 rows with pattern 'all' and metric 'acc'"):
+        _module().ul4m4_vs_meanfill([str(tmp_path)])

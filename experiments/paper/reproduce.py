@@ -1,13 +1,22 @@
 """Tables of the paper reproductions from sweep run dirs, beside the published numbers in ``baselines/``.
 
-    python experiments/paper/reproduce.py table3 runs/paper-table3 runs/paper-table3-lowerbound \
-        --out baselines/reproduced/shaspec2023_table3_avmnist.md
+    python experiments/paper/reproduce.py table3 runs/paper-table3 runs/paper-table3-noaudio \
+        runs/paper-table3-lowerbound --out baselines/reproduced/shaspec2023_table3_avmnist.md
     python experiments/paper/reproduce.py brats-synth runs/paper-brats-synth \
         --out baselines/reproduced/brats_synth_et_t1ce.md
+    python experiments/paper/reproduce.py ul4m4 runs/paper-ul4m4-vs-meanfill \
+        --out baselines/reproduced/ul4m4_vs_meanfill.md
 
 ``table3``: image-only test accuracy (``pattern(image)`` protocol, ``image`` row) of ShaSpec at each audio rate and of
 the image-only lower bound with the same seeds; mean ± sample std over seeds, and the paired (by seed) difference
 ShaSpec − lower bound with its two-sided 95 % Student-t interval (``scipy.stats``). Published: ShaSpec Table 3.
+
+Table 3 also splits ShaSpec's gain: ShaSpec trained with no audio (``shaspec@0``) gives (ShaSpec@r − ShaSpec@0) =
+what the audio adds and (ShaSpec@0 − lower bound) = what the architecture adds; the lower bounds are the paper's
+LeNet-5 (``unimodal`` with ``encoder=lenet5``) and mmbench's ``unimodal``. Missing or unpaired cells are named.
+
+``ul4m4``: UL4M4 with K > 1 vs its K = 1 (mean-fill), per dataset, training missing rate and evaluation protocol,
+paired by seed.
 
 ``brats-synth``: per method, ET Dice averaged over the 8 patterns *with* T1c and over the 7 *without* (the
 ``all_patterns`` protocol), per seed, then mean ± std over seeds; the published ShaSpec Table 1 averages of the
@@ -293,13 +302,73 @@ def brats_synth(dirs: list[str]) -> str:
     return "\n".join(lines)
 
 
+K_CLUSTERS = re.compile(r"(?:^|;)K=([0-9]+)")
+
+
+def ul4m4_vs_meanfill(dirs: list[str], metric: str = "acc") -> str:
+    """Markdown: UL4M4 (K > 1) vs its own K = 1 (per-modality mean-fill of the embeddings), paired by seed.
+
+    Per (dataset, training missing rate, evaluation protocol): the ``all`` row's ``metric`` (every test sample of
+    the protocol) of each K, mean ± sample std over seeds, and the paired difference K − 1 with its 95 % t-interval.
+
+    Raises:
+        SystemExit: no ``results.csv``, or no UL4M4 rows of ``metric``.
+    """
+    df = load(dirs)
+    if df.empty:
+        raise SystemExit(f"no results.csv under {dirs}")
+    df = df[(df["method"] == "ul4m4") & (df["pattern"] == "all") & (df["metric"] == metric)].copy()
+    if df.empty:
+        raise SystemExit(f"no ul4m4 rows with pattern 'all' and metric {metric!r} under {dirs}")
+    df["K"] = df["method_variant"].astype(str).str.extract(K_CLUSTERS)[0].astype(float)
+    df["value"] = df["value"].astype(float) * 100
+    ks = sorted(int(k) for k in df["K"].dropna().unique())
+    big = [k for k in ks if k != 1]
+    epochs = sorted({int(e) + 1 for e in df["epoch"].dropna()}) if "epoch" in df else []
+    seeds = sorted({int(s) for s in df["seed"]})
+    lines = [
+        "# UL4M4 vs mean-fill (K = 1)",
+        "",
+        f"Test {metric} in % (the protocol's `all` row), mean ± sample std over seeds {seeds}; UL4M4 with K = 1 is "
+        "exactly per-modality mean-fill of the embeddings (reference/ul4m4.md §1.5), everything else equal. "
+        f"Differences paired by seed, two-sided 95 % Student-t interval. Epochs trained: {epochs}.",
+        "",
+        "| dataset | train missing rate | eval protocol | "
+        + " | ".join(f"K = {k}" for k in ks)
+        + " | "
+        + " | ".join(f"K = {k} − K = 1 (95 % CI)" for k in big)
+        + " |",
+        "|---" * (3 + len(ks) + len(big)) + "|",
+    ]
+    for (dataset, rate, protocol), g in df.groupby(["dataset", "train_missing_rate", "eval_protocol"]):
+        by_k = {int(k): gk.set_index("seed")["value"].sort_index() for k, gk in g.groupby("K")}
+        cells = [_ms_pts(by_k.get(k)) for k in ks]
+        for k in big:
+            m, lo, hi, paired_seeds, _ = paired(by_k.get(k), by_k.get(1))
+            ci = f" [{lo:+.2f}, {hi:+.2f}]" if len(paired_seeds) > 1 else ""
+            cells.append(f"{m:+.2f}{ci} (n={len(paired_seeds)})" if paired_seeds else "– (missing)")
+        lines.append(f"| {dataset} | {rate:g} | {protocol} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "```",
+        "mmbench sweep --config experiments/paper/sweeps/ul4m4_vs_meanfill_mfeat.yaml --parallel=1  # mfeat only",
+        "mmbench sweep --config experiments/paper/sweeps/ul4m4_vs_meanfill.yaml --parallel=1        # + AV-MNIST-lite",
+        "python experiments/paper/reproduce.py ul4m4 "
+        + " ".join(dirs)
+        + " --out baselines/reproduced/ul4m4_vs_meanfill.md",
+        "```",
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:  # noqa: D103
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("table", choices=["table3", "brats-synth"])
+    p.add_argument("table", choices=["table3", "brats-synth", "ul4m4"])
     p.add_argument("dirs", nargs="+", help="sweep output dirs (runs/<sweep name>)")
     p.add_argument("--out", default=None, help="also write the Markdown table to this file")
     a = p.parse_args(argv)
-    text = table3(a.dirs) if a.table == "table3" else brats_synth(a.dirs)
+    tables = {"table3": table3, "brats-synth": brats_synth, "ul4m4": ul4m4_vs_meanfill}
+    text = tables[a.table](a.dirs)
     print(text)
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
