@@ -321,9 +321,9 @@ def ul4m4_vs_meanfill(dirs: list[str], metric: str = "acc") -> str:
     if df.empty:
         raise SystemExit(f"no ul4m4 rows with pattern 'all' and metric {metric!r} under {dirs}")
     df["K"] = df["method_variant"].astype(str).str.extract(K_CLUSTERS)[0].astype(float)
-    if "dataset_variant" in df:  # ``mfeat(text=fac,...)`` → ``mfeat``; the dataset column is the family
+    if "dataset_variant" in df:  # family/variant without arguments: ``features/mfeat``, ``avmnist/lite``
         df["dataset"] = [
-            str(v).split("(")[0] if isinstance(v, str) and v else d
+            f"{d}/{str(v).split('(')[0]}" if isinstance(v, str) and v else d
             for v, d in zip(df["dataset_variant"], df["dataset"], strict=True)
         ]
     df["value"] = df["value"].astype(float) * 100
