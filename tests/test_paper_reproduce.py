@@ -193,7 +193,8 @@ def test_ul4m4_vs_meanfill_pairs_k16_with_k1_by_seed(tmp_path: Path) -> None:
     k1 = {1: 0.78, 2: 0.80, 3: 0.80}
     for k, values in ((16, k16), (1, k1)):
         for s, v in values.items():
-            base = {"method": "ul4m4", "seed": s, "dataset": "mfeat", "train_missing_rate": 0.5, "metric": "acc"}
+            base = {"method": "ul4m4", "seed": s, "dataset": "features", "train_missing_rate": 0.5, "metric": "acc"}
+            base["dataset_variant"] = "mfeat(text=fac,audio=fou,vision=zer)"
             variant = f"K={k};imputer_fit=observed;kmeans=lloyd"
             rows = [
                 {**base, "value": v, "pattern": "all", "eval_protocol": "rate(0.5)", "method_variant": variant},
@@ -210,11 +211,11 @@ def test_ul4m4_vs_meanfill_pairs_k16_with_k1_by_seed(tmp_path: Path) -> None:
             ]
             _write(tmp_path / f"k{k}_{s}", rows)
     text = _module().ul4m4_vs_meanfill([str(tmp_path)])
-    line = _cells(next(ln for ln in text.splitlines() if ln.startswith("| mfeat | 0.5 | rate(0.5)")))
+    line = _cells(next(ln for ln in text.splitlines() if ln.startswith("| features/mfeat | 0.5 | rate(0.5)")))
     m16 = 100 * sum(k16.values()) / 3
     sd16 = math.sqrt(sum((100 * v - m16) ** 2 for v in k16.values()) / 2)
     assert line[4] == f"{m16:.2f} ± {sd16:.2f} (n=3)"  # columns: K = 1, K = 16, difference
-    assert text.count("| mfeat |") == 1  # f1, other patterns and other methods are not rows
+    assert text.count("| features/mfeat |") == 1  # f1, other patterns and other methods are not rows
     assert line[5] == _hand_ci(k16, k1)
     assert "K = 1 | K = 16 | K = 16 − K = 1 (95 % CI) |" in text
 
