@@ -40,24 +40,6 @@ def _row(method: str, seed: int, value: float, audio: float, **kw: object) -> di
     }
 
 
-def test_table3_pairs_by_seed_and_gives_a_t_interval(tmp_path: Path) -> None:
-    sha = {1: 0.95, 2: 0.93, 3: 0.96}
-    low = {1: 0.92, 2: 0.92, 3: 0.93}
-    for s in sha:
-        _write(tmp_path / f"a/shaspec{s}", [_row("shaspec", s, sha[s], 0.05)])
-        _write(tmp_path / f"b/low{s}", [_row("unimodal", s, low[s], 0.2)])
-    _write(tmp_path / "a/other", [_row("shaspec", 1, 0.1, 0.05, pattern="all")])  # another row: ignored
-    text = _module().table3([str(tmp_path / "a"), str(tmp_path / "b")])
-    line = next(ln for ln in text.splitlines() if ln.startswith("| 5%"))
-    diffs = [100 * (sha[s] - low[s]) for s in sha]
-    mean = sum(diffs) / 3
-    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / 2)
-    half = 4.302652729911275 * sd / math.sqrt(3)  # t_{0.975, 2}
-    assert f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}] (n=3)" in line
-    assert "| 93.33 | 92.35 | +0.98 |" in line  # the published ShaSpec / LowerB row for 5 % audio
-    assert "epochs trained: [60]" in text
-
-
 def test_brats_synth_splits_patterns_by_t1ce(tmp_path: Path) -> None:
     rows = []
     for seed in (1, 2):
@@ -87,10 +69,12 @@ def test_no_results_is_a_clear_exit(tmp_path: Path) -> None:
     ("name", "cells"),
     [
         ("table3", 12),
-        ("table3_lowerbound", 3),
+        ("table3_noaudio", 3),
+        ("table3_lowerbound", 6),
         ("brats_synth", None),
         ("table2_dedicated", 12),
         ("ul4m4_vs_meanfill", 36),
+        ("ul4m4_vs_meanfill_mfeat", 18),
     ],
 )
 def test_paper_sweeps_expand(name: str, cells: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -105,3 +89,138 @@ def test_paper_sweeps_expand(name: str, cells: int | None, monkeypatch: pytest.M
     assert len({c.seed for c in grid.cells}) == 3
     if cells is None:
         assert {"shaspec", "zero_fill", "ul4m4"} <= methods
+
+
+# ------------------------------------------------------------------------------------- Table 3 (issue 12, 9 + 12)
+T3_SHA = {0.05: {1: 0.95, 2: 0.93, 3: 0.96}, 0.2: {1: 0.97, 2: 0.94, 3: 0.90}, 0.0: {1: 0.94, 2: 0.925, 3: 0.935}}
+T3_LENET = {1: 0.92, 2: 0.92, 3: 0.93}
+T3_UNI = {1: 0.90, 2: 0.91, 3: 0.89}
+T_975_2 = 4.302652729911275  # t_{0.975, 2}: the hand computation's quantile (3 seeds)
+
+
+def _t3_write(root: Path, skip: set[tuple[str, int]] = frozenset()) -> None:
+    for audio, values in T3_SHA.items():
+        for s, v in values.items():
+            if ("shaspec", s) not in skip:
+                _write(root / f"table3/sha{audio:g}_{s}", [_row("shaspec", s, v, audio, epoch=29)])
+    for s in (1, 2, 3):
+        if ("lenet5", s) not in skip:
+            row = _row("unimodal", s, T3_LENET[s], 0.2, epoch=29, method_variant="encoder=lenet5;modality=image")
+            _write(root / f"low/lenet{s}", [row])
+        if ("unimodal", s) not in skip:
+            row = _row("unimodal", s, T3_UNI[s], 0.2, epoch=29, method_variant="encoder=default;modality=image")
+            _write(root / f"low/uni{s}", [row])
+
+
+def _hand_ci(a: dict[int, float], b: dict[int, float]) -> str:
+    """``mean [lo, hi] (n=3)`` of the paired differences in points, by hand (sample std, t quantile)."""
+    d = [100 * (a[s] - b[s]) for s in (1, 2, 3)]
+    mean = sum(d) / 3
+    half = T_975_2 * math.sqrt(sum((x - mean) ** 2 for x in d) / 2) / math.sqrt(3)
+    return f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}] (n=3)"
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def test_table3_paired_differences_match_a_hand_computation(tmp_path: Path) -> None:
+    _t3_write(tmp_path)
+    _write(tmp_path / "table3/other", [_row("shaspec", 1, 0.1, 0.05, pattern="all")])  # another row: ignored
+    text = _module().table3([str(tmp_path / "table3"), str(tmp_path / "low")])
+    lines = text.splitlines()
+    acc5 = _cells(next(ln for ln in lines if ln.startswith("| 5% | 93.33")))
+    assert acc5[1:4] == ["93.33", "92.35", "+0.98"]  # the published ShaSpec / LowerB row for 5 % audio
+    sha5 = [100 * v for v in T3_SHA[0.05].values()]
+    m5 = sum(sha5) / 3
+    assert acc5[4] == f"{m5:.2f} ± {math.sqrt(sum((v - m5) ** 2 for v in sha5) / 2):.2f} (n=3)"
+    diff5 = _cells(next(ln for ln in lines if ln.startswith("| 5% | +0.98")))
+    assert diff5[2] == _hand_ci(T3_SHA[0.05], T3_LENET)
+    assert diff5[3] == _hand_ci(T3_SHA[0.05], T3_UNI)
+    assert diff5[4] == _hand_ci(T3_SHA[0.05], T3_SHA[0.0])  # what the audio adds
+    diff20 = _cells(next(ln for ln in lines if ln.startswith("| 20% | +2.32")))
+    assert diff20[4] == _hand_ci(T3_SHA[0.2], T3_SHA[0.0])
+    arch = _cells(next(ln for ln in lines if ln.startswith("| 0 % |")))
+    assert arch == ["0 %", _hand_ci(T3_SHA[0.0], T3_LENET), _hand_ci(T3_SHA[0.0], T3_UNI), _hand_ci(T3_LENET, T3_UNI)]
+    assert "**30 epochs, not the paper's 60**" in text
+    assert "have no pair" not in text and "no results for ShaSpec@10%, ShaSpec@15% under" in text
+    assert "reproduce.py table3 " + str(tmp_path / "table3") in text
+
+
+def test_table3_decomposition_adds_up(tmp_path: Path) -> None:
+    """(ShaSpec@r − ShaSpec@0) + (ShaSpec@0 − LeNet) = ShaSpec@r − LeNet, seed by seed, so also in the mean."""
+    _t3_write(tmp_path)
+    mod = _module()
+    arms, _ = mod.table3_cells([str(tmp_path)])
+    for r in ("0.05", "0.2"):
+        total = mod.paired(arms[f"shaspec@{r}"], arms["lenet5"])[0]
+        audio = mod.paired(arms[f"shaspec@{r}"], arms["shaspec@0"])[0]
+        arch = mod.paired(arms["shaspec@0"], arms["lenet5"])[0]
+        assert math.isclose(total, audio + arch, abs_tol=1e-9)
+
+
+def test_table3_missing_cells_are_named(tmp_path: Path) -> None:
+    _t3_write(tmp_path, skip={("lenet5", 1), ("lenet5", 2), ("lenet5", 3), ("shaspec", 3)})
+    text = _module().table3([str(tmp_path)])
+    assert "## Missing or unpaired" in text
+    assert "* missing cells: no results for ShaSpec@10%, ShaSpec@15%, LeNet-5 (image) under" in text
+    assert "* ShaSpec@5% − unimodal (image): seeds [3] have no pair (only one of the two arms ran them)" in text
+    diff5 = _cells(next(ln for ln in text.splitlines() if ln.startswith("| 5% | +0.98")))
+    assert diff5[2] == "– (missing)"
+    d = [100 * (T3_SHA[0.05][s] - T3_UNI[s]) for s in (1, 2)]  # paired on the 2 common seeds
+    half = 12.706204736174707 * abs(d[0] - d[1]) / math.sqrt(2) / math.sqrt(2)  # t_{0.975, 1} · sd / sqrt(n)
+    mean = sum(d) / 2
+    assert diff5[3] == f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}] (n=2)"
+    assert "| 10% | 93.56 | 92.35 | +1.21 | – | – |" in text  # a published rate with no cells here
+
+
+def test_table3_duplicate_cells_are_refused(tmp_path: Path) -> None:
+    _t3_write(tmp_path)
+    _write(tmp_path / "again/sha", [_row("shaspec", 1, 0.5, 0.05, run_dir="again/sha")])
+    with pytest.raises(SystemExit, match=r"two results for ShaSpec@5% seed 1 .*pass each sweep dir once"):
+        _module().table3([str(tmp_path)])
+
+
+def test_table3_without_image_rows_is_a_clear_exit(tmp_path: Path) -> None:
+    _write(tmp_path / "x", [_row("shaspec", 1, 0.5, 0.05, eval_protocol="all_patterns")])
+    with pytest.raises(SystemExit, match=r"no pattern\(image\) / image / acc rows"):
+        _module().table3([str(tmp_path)])
+
+
+# ------------------------------------------------------------------------------------------ UL4M4 vs mean-fill
+def test_ul4m4_vs_meanfill_pairs_k16_with_k1_by_seed(tmp_path: Path) -> None:
+    k16 = {1: 0.80, 2: 0.84, 3: 0.79}
+    k1 = {1: 0.78, 2: 0.80, 3: 0.80}
+    for k, values in ((16, k16), (1, k1)):
+        for s, v in values.items():
+            base = {"method": "ul4m4", "seed": s, "dataset": "features", "train_missing_rate": 0.5, "metric": "acc"}
+            base["dataset_variant"] = "mfeat(text=fac,audio=fou,vision=zer)"
+            variant = f"K={k};imputer_fit=observed;kmeans=lloyd"
+            rows = [
+                {**base, "value": v, "pattern": "all", "eval_protocol": "rate(0.5)", "method_variant": variant},
+                {**base, "value": 0.1, "pattern": "text", "eval_protocol": "rate(0.5)", "method_variant": variant},
+                {
+                    **base,
+                    "value": 0.1,
+                    "pattern": "all",
+                    "eval_protocol": "rate(0.5)",
+                    "method_variant": variant,
+                    "metric": "f1_macro",
+                },
+                {**base, "value": 0.5, "pattern": "all", "eval_protocol": "x", "method": "zero_fill"},
+            ]
+            _write(tmp_path / f"k{k}_{s}", rows)
+    text = _module().ul4m4_vs_meanfill([str(tmp_path)])
+    line = _cells(next(ln for ln in text.splitlines() if ln.startswith("| features/mfeat | 0.5 | rate(0.5)")))
+    m16 = 100 * sum(k16.values()) / 3
+    sd16 = math.sqrt(sum((100 * v - m16) ** 2 for v in k16.values()) / 2)
+    assert line[4] == f"{m16:.2f} ± {sd16:.2f} (n=3)"  # columns: K = 1, K = 16, difference
+    assert text.count("| features/mfeat |") == 1  # f1, other patterns and other methods are not rows
+    assert line[5] == _hand_ci(k16, k1)
+    assert "K = 1 | K = 16 | K = 16 − K = 1 (95 % CI) |" in text
+
+
+def test_ul4m4_vs_meanfill_without_rows_is_a_clear_exit(tmp_path: Path) -> None:
+    _write(tmp_path / "x", [_row("shaspec", 1, 0.5, 0.05)])
+    with pytest.raises(SystemExit, match="no ul4m4 rows with pattern 'all' and metric 'acc'"):
+        _module().ul4m4_vs_meanfill([str(tmp_path)])

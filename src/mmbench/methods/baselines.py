@@ -25,13 +25,14 @@ and a row never depends on another row's mask (sample independence). There is no
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from mmbench.functional.fusion import drop_modalities, fill_inputs, masked_concat, masked_mean, masked_mean_var
 from mmbench.methods.base import MissingModalityMethod
+from mmbench.nn.lenet import LeNet5
 from mmbench.registry import METHODS
 from mmbench.types import MethodOutput
 
@@ -292,11 +293,19 @@ class Unimodal(MissingModalityMethod):
     target mean, per-region background rate). It stays at 0 (uniform) if training never hides the modality. So in
     patterns without ``modality`` the method predicts the prior, honestly, rather than being left out.
 
+    ``encoder="lenet5"`` replaces the task backbone by ``nn.lenet.LeNet5`` (conv5×6 → pool → conv5×16 → pool →
+    fc120 → fc84 → classes; LeCun et al. 1998), the image-only lower bound of ShaSpec Table 3 ("LeNet, image only").
+    It needs a ``(C, H, W)`` image modality and a vector task; ``hidden_dim`` and ``unet_widths`` are then unused.
+
     Args:
         modality: the modality used (default: the first in canonical order).
-        hidden_dim: encoder output width (vector tasks).
+        hidden_dim: encoder output width (vector tasks, ``encoder="default"``).
         unet_widths: channels per U-Net level (segmentation).
+        encoder: ``default`` = the task backbone's encoder + MLP head; ``lenet5`` = LeNet-5 (images only).
         **kwargs: ``MissingModalityMethod`` arguments (the linked data facts, evaluation settings).
+
+    Raises:
+        ValueError: ``encoder="lenet5"`` on a dense task or a modality that is not a ``(C, H, W)`` image.
     """
 
     def __init__(
@@ -305,6 +314,7 @@ class Unimodal(MissingModalityMethod):
         modality: str | None = None,
         hidden_dim: int = 64,
         unet_widths: tuple[int, ...] = (8, 16, 32, 64),
+        encoder: Literal["default", "lenet5"] = "default",
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -313,9 +323,21 @@ class Unimodal(MissingModalityMethod):
             raise ValueError(f"modality {self.modality!r} is not one of {list(self.modalities)}")
         self.hparams["modality"] = self.modality
         self.index = self.modalities.index(self.modality)
-        backbone = self.make_backbone(hidden_dim, unet_widths)
-        encoder = backbone.encoder(self.input_shapes[self.modality])
-        self.model = nn.Sequential(encoder, backbone.decoder(backbone.widths, self.num_classes))
+        self.encoder_name = encoder
+        if encoder == "lenet5":
+            shape = tuple(self.input_shapes[self.modality])
+            if self.task.dense or len(shape) != 3:
+                raise ValueError(
+                    f"encoder 'lenet5' needs a (C, H, W) image modality and a vector task; "
+                    f"got modality {self.modality!r} of shape {shape}, task {self.task.value!r}"
+                )
+            self.model: nn.Module = LeNet5(int(shape[0]), self.num_classes, (int(shape[1]), int(shape[2])))
+        elif encoder == "default":
+            backbone = self.make_backbone(hidden_dim, unet_widths)
+            backbone_encoder = backbone.encoder(self.input_shapes[self.modality])
+            self.model = nn.Sequential(backbone_encoder, backbone.decoder(backbone.widths, self.num_classes))
+        else:
+            raise ValueError(f"encoder must be 'default' or 'lenet5', got {encoder!r}")
         self.prior_logits = nn.Parameter(torch.zeros(self.num_classes))
 
     def forward(self, inputs: Mapping[str, Tensor], mask: Tensor) -> MethodOutput:  # noqa: D102
@@ -326,4 +348,4 @@ class Unimodal(MissingModalityMethod):
         return MethodOutput(logits=torch.where(keep, logits, prior.to(logits.dtype)))
 
     def variant(self) -> dict[str, object]:  # noqa: D102
-        return {"modality": self.modality, "when_missing": "prior_logits"}
+        return {"modality": self.modality, "encoder": self.encoder_name, "when_missing": "prior_logits"}
