@@ -338,3 +338,34 @@ def test_tampered_or_malformed_marker_is_one_clear_line(cli_root: Path, tmp_path
             assert "\n" not in msg
             assert str(path) in msg
             assert info.value.exit_code == EXIT_USAGE == 2
+
+
+def test_fit_on_a_tampered_set_exits_2_with_one_line(
+    cli_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """End to end: ``mmbench fit --data.root=<tampered set>`` stops before training, exit code 2, one line."""
+    from mmbench.cli import main
+
+    root = _copy(cli_root, tmp_path / "set")
+    (root / "BraTSSynth_00001" / "BraTSSynth_00001_seg.nii.gz").write_bytes(b"edited")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MMBENCH_DEBUG", raising=False)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(
+            [
+                "fit",
+                "--data=mmbench.data.BraTSDataModule",
+                f"--data.root={root}",
+                "--data.patch_size=16",
+                "--model=zero_fill",
+                "--trainer.max_epochs=1",
+                "--trainer.accelerator=cpu",
+            ]
+        )
+    err = capsys.readouterr().err
+    assert exc.value.code == 2, err
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("mmbench: error:")]
+    assert "Traceback" not in err
+    assert f"{root / SYNTHETIC_MARKER}: field 'sha256'" in line
+    assert not list(tmp_path.rglob("*.ckpt"))  # refused before any training
