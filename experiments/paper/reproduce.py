@@ -210,7 +210,8 @@ def brats_synth(dirs: list[str], reference: str = "shaspec") -> str:
                     cells.append("–")
                     continue
                 m, _, lo, hi = t_interval((ref.loc[seeds, col] - other.loc[seeds, col]).to_numpy(dtype=float))
-                cells.append(f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}] (n={seeds.size})")
+                ci = f"[{lo:+.2f}, {hi:+.2f}]" if np.isfinite(lo) else "[no interval: 1 seed]"
+                cells.append(f"{m:+.2f} {ci} (n={seeds.size})")
                 if col == "all":
                     verdict = "beats" if lo > 0 else "loses" if hi < 0 else "not distinguishable"
             lines.append(f"| {method} | {' | '.join(cells)} | {verdict} |")
