@@ -57,7 +57,57 @@ def test_brats_synth_splits_patterns_by_t1ce(tmp_path: Path) -> None:
     _write(tmp_path / "run", rows)
     text = _module().brats_synth([str(tmp_path)])
     line = next(ln for ln in text.splitlines() if ln.startswith("| zero_fill"))
-    assert line.startswith("| zero_fill | 86.50 ± 0.71 | 21.50 ± 0.71 | +65.00 ± 0.00 | 2 |")
+    assert line.startswith("| zero_fill | 86.50 ± 0.71 | 21.50 ± 0.71 | +65.00 ± 0.00 | – | – | 2 | 0 |")
+
+
+def _cell(path: Path, method: str, seed: int, per_case: dict[str, dict[str, float]]) -> None:
+    """A validated BraTS cell: results.csv (means over cases) and predictions.parquet (per case)."""
+    from mmbench.leaderboard.samples import PREDICTION_COLUMNS
+    from mmbench.predictions import write_predictions_atomic
+
+    patterns = sorted({p for v in per_case.values() for p in v})
+    rows = [
+        {
+            "method": method,
+            "seed": seed,
+            "value": sum(per_case[c][p] for c in per_case) / len(per_case),
+            "pattern": p,
+            "eval_protocol": "all_patterns",
+            "metric": "dice_et",
+            "dataset_variant": "semi-synthetic(gen=v2,128x5mm,seed=0)",
+        }
+        for p in patterns
+    ]
+    _write(path, rows)
+    flat = [(c, p, v) for c, d in per_case.items() for p, v in d.items()]
+    n = len(flat)
+    cols = {k: [0] * n for k in PREDICTION_COLUMNS}
+    cols.update(
+        eval_protocol=["all_patterns"] * n,
+        sample_id=[c for c, _, _ in flat],
+        pattern=[p for _, p, _ in flat],
+        mask_hash=["h"] * n,
+        dice_et=[v for _, _, v in flat],
+    )
+    write_predictions_atomic(path / "predictions.parquet", cols, {"task": "segmentation"})
+
+
+def test_brats_synth_per_case_spread_and_paired_comparison(tmp_path: Path) -> None:
+    # 4 cases; with T1c = pattern "t1ce", without = "flair"; ShaSpec better by 0.1, 0.2, 0.3 on seeds 1..3
+    base = {f"c{i}": {"t1ce": 0.5 + 0.1 * i, "flair": 0.1 * i} for i in range(4)}
+    for seed, gain in ((1, 0.1), (2, 0.2), (3, 0.3)):
+        _cell(tmp_path / f"zf{seed}", "zero_fill", seed, base)
+        better = {c: {p: v + gain for p, v in d.items()} for c, d in base.items()}
+        _cell(tmp_path / f"ss{seed}", "shaspec", seed, better)
+    text = _module().brats_synth([str(tmp_path)])
+    zf = next(ln for ln in text.splitlines() if ln.startswith("| zero_fill | 65"))
+    # per case, with T1c: 50, 60, 70, 80 → median 65, IQR [57.5, 72.5], mean 65 ± 12.9
+    assert "| 65.0 [57.5, 72.5]; 65.0 ± 12.9 | 15.0 [7.5, 22.5]; 15.0 ± 12.9 | 3 | 4 |" in zf
+    cmp_line = next(ln for ln in text.splitlines() if ln.startswith("| zero_fill | +"))
+    half = 4.302652729911275 * 10.0 / math.sqrt(3)  # t_{0.975, 2} · sd(10, 20, 30) / √3
+    ci = f"+20.00 [{20 - half:+.2f}, {20 + half:+.2f}] (n=3)"
+    assert cmp_line == f"| zero_fill | {ci} | {ci} | {ci} | not distinguishable |"
+    assert "semi-synthetic(gen=v2,128x5mm,seed=0)" in text
 
 
 def test_no_results_is_a_clear_exit(tmp_path: Path) -> None:

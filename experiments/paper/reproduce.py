@@ -19,8 +19,12 @@ LeNet-5 (``unimodal`` with ``encoder=lenet5``) and mmbench's ``unimodal``. Missi
 paired by seed.
 
 ``brats-synth``: per method, ET Dice averaged over the 8 patterns *with* T1c and over the 7 *without* (the
-``all_patterns`` protocol), per seed, then mean ± std over seeds; the published ShaSpec Table 1 averages of the
-same two groups are printed beside it (real BraTS2018, online validation: not comparable in level, only in trend).
+``all_patterns`` protocol), per seed, then mean ± std over seeds; the per-case spread over the test cases (each
+case's ET Dice averaged over the group's patterns and the seeds, from ``predictions.parquet``: median [IQR] and
+mean ± std over cases); and ShaSpec − every other method paired by seed, with T1c, without, and over all 15
+patterns, with two-sided 95 % t-intervals (``mmbench.leaderboard.stats.t_interval``). The published ShaSpec Table 1
+averages of the same two groups are printed above it (real BraTS2018, online validation: not comparable in level,
+only in trend).
 
 Only cells with a ``COMPLETE`` marker are read (``results.csv`` exists only for validated cells), so a sweep that is
 still running, or resumed, gives a table of what has finished; the table says how many seeds each entry has.
@@ -273,32 +277,127 @@ def table3(dirs: list[str]) -> str:
     return "\n".join(lines)
 
 
-def brats_synth(dirs: list[str]) -> str:
-    """Markdown: ET Dice with vs without T1c per method (see the module docstring)."""
+def _t1ce_split(patterns: pd.Series) -> pd.Series:
+    return patterns.astype(str).str.split("+").apply(lambda mods: "t1ce" in mods)
+
+
+def load_cases(dirs: list[str]) -> pd.DataFrame:
+    """Per-case ET Dice of every validated cell: ``predictions.parquet`` beside each ``results.csv``.
+
+    Returns:
+        Columns ``method, seed, sample_id, pattern, t1ce, dice_et`` (``all_patterns`` protocol); empty if no cell
+        has predictions.
+    """
+    from mmbench.leaderboard.samples import read_predictions
+
+    frames = []
+    for d in dirs:
+        for res in sorted(Path(d).rglob("results.csv")):
+            pred = res.with_name("predictions.parquet")
+            if not pred.is_file():
+                continue
+            cell = pd.read_csv(res, usecols=["method", "seed"]).iloc[0]
+            rows, _ = read_predictions(pred, skip=("scores",))
+            rows = rows[rows["eval_protocol"] == "all_patterns"]
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "method": cell["method"],
+                        "seed": int(cell["seed"]),
+                        "sample_id": rows["sample_id"].astype(str).to_numpy(),
+                        "pattern": rows["pattern"].astype(str).to_numpy(),
+                        "dice_et": rows["dice_et"].to_numpy(dtype=float),
+                    }
+                )
+            )
+    if not frames:
+        return pd.DataFrame(columns=["method", "seed", "sample_id", "pattern", "t1ce", "dice_et"])
+    out = pd.concat(frames, ignore_index=True)
+    out["t1ce"] = _t1ce_split(out["pattern"])
+    return out
+
+
+def _spread(values: np.ndarray) -> str:
+    """``median [Q1, Q3]; mean ± std`` of per-case values in %."""
+    v = values * 100
+    q1, med, q3 = np.percentile(v, [25, 50, 75])
+    sd = f" ± {v.std(ddof=1):.1f}" if v.size > 1 else ""
+    return f"{med:.1f} [{q1:.1f}, {q3:.1f}]; {v.mean():.1f}{sd}"
+
+
+def brats_synth(dirs: list[str], reference: str = "shaspec") -> str:
+    """Markdown: ET Dice with vs without T1c per method, per-case spread, ShaSpec vs each method (module docstring)."""
+    from mmbench.leaderboard.stats import t_interval
+
     df = load(dirs)
     if df.empty:
         raise SystemExit(f"no results.csv under {dirs}")
     df = df[(df["eval_protocol"] == "all_patterns") & (df["metric"] == "dice_et") & (df["pattern"] != "all")].copy()
-    df["t1ce"] = df["pattern"].astype(str).str.split("+").apply(lambda mods: "t1ce" in mods)
-    per_seed = df.groupby(["method", "seed", "t1ce"])["value"].mean().unstack("t1ce") * 100
+    df["t1ce"] = _t1ce_split(df["pattern"])
+    groups = {True: "with", False: "without"}
+    per_seed = df.groupby(["method", "seed", "t1ce"])["value"].mean().unstack("t1ce").rename(columns=groups) * 100
+    per_seed["all"] = df.groupby(["method", "seed"])["value"].mean() * 100  # the 15 patterns, equally weighted
+    cases = load_cases(dirs)
+    # per case: mean over the patterns of the group, then over the seeds
+    per_case = cases.groupby(["method", "sample_id", "t1ce"])["dice_et"].mean().unstack("t1ce").rename(columns=groups)
     pub = pd.read_csv(BASELINES / "shaspec2023_table1_brats2018.csv")
     pub = pub[(pub["method"] == "shaspec") & (pub["metric"] == "dice_et")]
-    pub_t1ce = pub["pattern"].astype(str).str.split("+").apply(lambda mods: "t1ce" in mods)
+    pub_t1ce = _t1ce_split(pub["pattern"])
     with_pub, without_pub = pub.loc[pub_t1ce, "value"].mean() * 100, pub.loc[~pub_t1ce, "value"].mean() * 100
+    variants = ", ".join(sorted(df["dataset_variant"].astype(str).unique())) if "dataset_variant" in df else "?"
+    split = ", ".join(sorted(df["split_hash"].astype(str).unique())) if "split_hash" in df else "?"
+    epochs = sorted(set(df["epoch"].dropna().astype(int) + 1)) if "epoch" in df else []
     lines = [
-        f"Published ShaSpec (Table 1, BraTS2018 online validation): ET with T1c {with_pub:.2f}, "
-        f"without {without_pub:.2f}.",
+        f"Data: {variants}; split {split}; epochs trained: {epochs}. ET Dice in %, `all_patterns` protocol: "
+        "mean over the 8 patterns with T1c and over the 7 without.",
         "",
-        "| method | ET Dice with T1c | ET Dice without T1c | with − without | seeds |",
-        "|---|---|---|---|---|",
+        f"Published ShaSpec (Table 1, BraTS2018 online validation): ET with T1c {with_pub:.2f}, "
+        f"without {without_pub:.2f} (real data: compare the trend, not the level).",
+        "",
+        "| method | ET with T1c (seeds) | ET without T1c (seeds) | with − without | per case, with T1c: "
+        "median [IQR]; mean ± std | per case, without T1c | seeds | cases |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+    sd = lambda s: f" ± {s.std(ddof=1):.2f}" if s.size > 1 else ""  # noqa: E731
     for method, g in per_seed.groupby(level="method"):
-        w, wo = g.get(True, pd.Series(dtype=float)), g.get(False, pd.Series(dtype=float))
-        d = (w - wo).dropna()
-        sd = lambda s: f" ± {s.std(ddof=1):.2f}" if s.size > 1 else ""  # noqa: E731
+        empty = pd.Series(dtype=float)
+        w, wo = g.get("with", empty).dropna(), g.get("without", empty).dropna()
+        d = (g["with"] - g["without"]).dropna() if "with" in g and "without" in g else empty
+        pc = per_case.loc[method] if method in per_case.index.get_level_values(0) else None
+        pcw = _spread(pc["with"].dropna().to_numpy()) if pc is not None and "with" in pc else "–"
+        pcwo = _spread(pc["without"].dropna().to_numpy()) if pc is not None and "without" in pc else "–"
+        n_cases = len(pc) if pc is not None else 0
         lines.append(
-            f"| {method} | {w.mean():.2f}{sd(w)} | {wo.mean():.2f}{sd(wo)} | {d.mean():+.2f}{sd(d)} | {g.shape[0]} |"
+            f"| {method} | {w.mean():.2f}{sd(w)} | {wo.mean():.2f}{sd(wo)} | {d.mean():+.2f}{sd(d)} | {pcw} | "
+            f"{pcwo} | {g.shape[0]} | {n_cases} |"
         )
+    if reference in per_seed.index.get_level_values("method"):
+        ref = per_seed.loc[reference]
+        lines += [
+            "",
+            f"{reference} − method, paired by seed (mean and two-sided 95 % Student-t interval, "
+            "`mmbench.leaderboard.stats.t_interval`; 'beats' = interval above 0, 'loses' = below 0):",
+            "",
+            "| method | ET with T1c | ET without T1c | ET, all 15 patterns | verdict (all 15) |",
+            "|---|---|---|---|---|",
+        ]
+        for method, g in per_seed.groupby(level="method"):
+            if method == reference:
+                continue
+            other = g.droplevel("method")
+            seeds = ref.index.intersection(other.index)
+            cells = []
+            verdict = "–"
+            for col in ("with", "without", "all"):
+                if col not in ref or col not in other or seeds.empty:
+                    cells.append("–")
+                    continue
+                m, _, lo, hi = t_interval((ref.loc[seeds, col] - other.loc[seeds, col]).to_numpy(dtype=float))
+                ci = f"[{lo:+.2f}, {hi:+.2f}]" if np.isfinite(lo) else "[no interval: 1 seed]"
+                cells.append(f"{m:+.2f} {ci} (n={seeds.size})")
+                if col == "all":
+                    verdict = "beats" if lo > 0 else "loses" if hi < 0 else "not distinguishable"
+            lines.append(f"| {method} | {' | '.join(cells)} | {verdict} |")
     return "\n".join(lines)
 
 

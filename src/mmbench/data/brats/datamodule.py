@@ -20,6 +20,7 @@ from mmbench.data.brats.files import (
     REGIONS,
     BraTSCase,
     discover_cases,
+    read_synthetic_marker,
 )
 from mmbench.data.brats.splits import random_split, read_split, split_hash
 from mmbench.masks import EvalProtocol, MissingnessSpec
@@ -122,6 +123,9 @@ class BraTSDataModule(MultimodalDataModule):
 
     @property
     def dataset_variant(self) -> str:  # noqa: D102
+        marker = read_synthetic_marker(self._data_root())  # a generated set is never "real", wherever it lies
+        if marker is not None:
+            return marker.dataset_variant
         if self.root is None:
             return f"semi-synthetic({self.num_synthetic_cases}x{self.spacing_mm:g}mm,seed={self.synthetic_seed})"
         return "real"
@@ -129,11 +133,12 @@ class BraTSDataModule(MultimodalDataModule):
     def _data_root(self) -> Path:
         if self.root is not None:
             return Path(self.root)
-        root = self.cache_root / f"brats_synth_n{self.num_synthetic_cases}_s{self.synthetic_seed}_{self.spacing_mm:g}mm"
+        from mmbench.data.synthetic_brats import GENERATOR_VERSION, generate_cases
+
+        n, seed, mm = self.num_synthetic_cases, self.synthetic_seed, self.spacing_mm
+        root = self.cache_root / f"brats_synth_n{n}_s{seed}_{mm:g}mm_g{GENERATOR_VERSION}"
         marker = root / ".complete"
         if not marker.is_file():
-            from mmbench.data.synthetic_brats import generate_cases
-
             generate_cases(root, self.num_synthetic_cases, self.synthetic_seed, self.spacing_mm)
             marker.write_text("ok\n")
         return root
@@ -142,6 +147,7 @@ class BraTSDataModule(MultimodalDataModule):
         """Case ids per split (from ``split_dir`` or a seeded split of the cases found)."""
         if self._splits is None:
             root = self._data_root()
+            read_synthetic_marker(root)  # a tampered or malformed marker stops here, before any training
             if self.split_dir is not None:
                 d = Path(self.split_dir)
                 self._splits = {s: read_split(d / f"{s}.txt") for s in ("train", "val", "test")}

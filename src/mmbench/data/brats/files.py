@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -17,12 +20,16 @@ __all__ = [
     "MODALITIES",
     "REGIONS",
     "REGION_LABELS",
+    "SYNTHETIC_MARKER",
     "VALID_LABELS",
     "BraTSCase",
     "BraTSDataError",
     "LabelConvention",
+    "SyntheticMarker",
     "discover_cases",
     "find_case",
+    "read_synthetic_marker",
+    "synthetic_content_sha256",
 ]
 
 MODALITIES = ("flair", "t1", "t1ce", "t2")
@@ -225,3 +232,122 @@ def _check_geometry(
             f"case {case_id!r}: the affine of {path.name} differs from that of {ref_path.name} "
             f"(max |Δ| = {np.abs(affine - ref_affine).max():.4g} > {AFFINE_ATOL}):\n{affine}\nexpected\n{ref_affine}"
         )
+
+
+# ------------------------------------------------------------------------------------------- synthetic marker
+SYNTHETIC_MARKER = "mmbench-synthetic.json"
+"""Marker file at the root of a set written by ``mmbench data brats-synth`` (or the default generated cache)."""
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class SyntheticMarker:
+    """The content of a ``mmbench-synthetic.json`` marker.
+
+    Attributes:
+        generator_version: ``mmbench.data.synthetic_brats`` generator that wrote the set (e.g. ``"2"``).
+        seed: dataset seed.
+        spacing_mm: voxel size of the written grid.
+        count: number of cases.
+        case_ids: the case folders, in index order.
+        sha256: ``synthetic_content_sha256`` of those folders when they were written.
+    """
+
+    generator_version: str
+    seed: int
+    spacing_mm: float
+    count: int
+    case_ids: tuple[str, ...]
+    sha256: str
+
+    @property
+    def dataset_variant(self) -> str:
+        """``dataset_variant`` of results on this set, e.g. ``semi-synthetic(gen=v2,128x4mm,seed=0)``."""
+        return f"semi-synthetic(gen=v{self.generator_version},{self.count}x{self.spacing_mm:g}mm,seed={self.seed})"
+
+
+def synthetic_content_sha256(root: str | Path, case_ids: Sequence[str]) -> str:
+    """sha256 over ``"<case>/<file> <sha256 of the file>"`` lines of every file in the listed case folders."""
+    root = Path(root)
+    h = hashlib.sha256()
+    for case_id in case_ids:
+        folder = root / case_id
+        files = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+        for f in files:
+            h.update(f"{case_id}/{f.name} {hashlib.sha256(f.read_bytes()).hexdigest()}\n".encode())
+    return h.hexdigest()
+
+
+_MARKER_CACHE: dict[tuple[str, int, int], SyntheticMarker] = {}
+
+
+def read_synthetic_marker(root: str | Path) -> SyntheticMarker | None:
+    """Read and verify the synthetic marker of a BraTS root; ``None`` when the root has none (real data).
+
+    The case files are re-hashed and compared with the marker's ``sha256`` (once per process and marker version),
+    so a set edited after it was generated, or a marker copied onto other data, is refused rather than labelled.
+
+    Args:
+        root: BraTS root folder.
+
+    Returns:
+        The marker, or ``None``.
+
+    Raises:
+        BraTSDataError: the marker is not JSON, lacks a field or has one of the wrong type, its case count or case
+            folders do not match, or the files no longer hash to its ``sha256`` (one line naming the file and field).
+    """
+    path = Path(root) / SYNTHETIC_MARKER
+    if not path.is_file():
+        return None
+    st = path.stat()
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    if key in _MARKER_CACHE:
+        return _MARKER_CACHE[key]
+    try:
+        data = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BraTSDataError(f"{path}: not a valid synthetic-set marker (not JSON: {e})") from None
+    if not isinstance(data, dict):
+        raise BraTSDataError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    checks = {
+        "generator_version": (lambda v: isinstance(v, str) and v.isalnum(), "a version string such as '2'"),
+        "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+        "spacing_mm": (
+            lambda v: isinstance(v, int | float) and not isinstance(v, bool) and v > 0,
+            "a positive number",
+        ),
+        "count": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
+        "case_ids": (
+            lambda v: isinstance(v, list) and all(isinstance(c, str) and c and "/" not in c for c in v),
+            "a list of case folder names",
+        ),
+        "sha256": (lambda v: isinstance(v, str) and bool(_HEX64.fullmatch(v)), "64 lower-case hex digits"),
+    }
+    for field, (ok, expected) in checks.items():
+        if field not in data:
+            raise BraTSDataError(f"{path}: field {field!r} is missing (expected {expected})")
+        if not ok(data[field]):
+            raise BraTSDataError(f"{path}: field {field!r} is {data[field]!r}, expected {expected}")
+    if len(data["case_ids"]) != data["count"]:
+        raise BraTSDataError(f"{path}: field 'count' is {data['count']}, but 'case_ids' lists {len(data['case_ids'])}")
+    missing = [c for c in data["case_ids"] if not (Path(root) / c).is_dir()]
+    if missing:
+        raise BraTSDataError(f"{path}: field 'case_ids' names {len(missing)} folder(s) not under {root}: {missing[:5]}")
+    actual = synthetic_content_sha256(root, data["case_ids"])
+    if actual != data["sha256"]:
+        raise BraTSDataError(
+            f"{path}: field 'sha256' is {data['sha256'][:12]}…, but the listed case files hash to {actual[:12]}…: "
+            "the set changed after it was generated; regenerate it with `mmbench data brats-synth`"
+        )
+    marker = SyntheticMarker(
+        generator_version=data["generator_version"],
+        seed=data["seed"],
+        spacing_mm=float(data["spacing_mm"]),
+        count=data["count"],
+        case_ids=tuple(data["case_ids"]),
+        sha256=data["sha256"],
+    )
+    _MARKER_CACHE[key] = marker
+    return marker
