@@ -307,6 +307,6 @@ def test_cli_fit_and_test_with_an_anisotropic_patch(tmp_cwd: Path, monkeypatch: 
     with open(run / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert rows and {r["metric"] for r in rows} >= {"dice_et", "dice_tc", "dice_wt"}
-    assert {r["dataset_variant"] for r in rows} == {"semi-synthetic(8x4mm,seed=0)"}  # as with an int patch
+    assert {r["dataset_variant"] for r in rows} == {"semi-synthetic(gen=v2,8x4mm,seed=0)"}  # as with an int patch
     assert len({r["config_hash"] for r in rows}) == 1 and rows[0]["config_hash"]  # the config holds the patch
     assert all(0.0 <= float(r["value"]) <= 1.0 for r in rows)
