@@ -14,6 +14,10 @@ Masks are attached here, never by methods:
 
 Under DDP, val/test loaders shard without padding (``UnrepeatedDistributedSampler``) so each row counts once.
 
+Data modules whose samples differ in shape (BraTS volumes) set ``group_eval_rows``: their val/test batches hold
+rows of *one* sample only (:class:`SampleGroupedBatchSampler`), e.g. one case under up to ``eval_batch_size`` of
+its 15 patterns, so that evaluation can batch without collating volumes of different sizes.
+
 Worker count never changes results. The training order is a pure function of (run seed ``PL_GLOBAL_SEED``, split,
 epoch) (:class:`EpochRandomSampler`; Lightning calls its ``set_epoch``), not of how many iterators were made: a
 persistent multi-worker loader prefetches from a fresh sampler iterator where a 0-worker loader does not, which
@@ -30,7 +34,7 @@ import hashlib
 import os
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
@@ -38,8 +42,9 @@ import numpy as np
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
+from mmbench.errors import MMBenchError
 from mmbench.masks import (
     AllPatterns,
     BernoulliMissing,
@@ -56,6 +61,7 @@ __all__ = [
     "EpochRandomSampler",
     "EvalDataset",
     "MultimodalDataModule",
+    "SampleGroupedBatchSampler",
     "TensorSplit",
     "index_hash",
     "loader_generator",
@@ -160,6 +166,38 @@ class EvalDataset(Dataset):
         return item
 
 
+class SampleGroupedBatchSampler(Sampler[list[int]]):
+    """Evaluation batches whose rows share one sample.
+
+    Row ids are grouped by ``sample_index`` and each group is cut into chunks of at most ``batch_size`` rows.
+    Groups come in the order of their sample's first row, rows keep their table order inside a group; every row is
+    in exactly one batch. Under ``AllPatterns`` (pattern-major rows ``r = p·N + n``) the batches of case ``n`` are
+    its 15 patterns, ``[n, N + n, …, 14·N + n]`` at ``batch_size >= 15``.
+
+    Args:
+        sample_index: ``long[R]``, the sample of each row (``MaskTable.sample_index``, or ``arange(N)``).
+        batch_size: rows per batch, >= 1.
+
+    Example:
+        >>> list(SampleGroupedBatchSampler(torch.tensor([0, 1, 0, 1, 0, 1]), batch_size=2))
+        [[0, 2], [4], [1, 3], [5]]
+    """
+
+    def __init__(self, sample_index: Tensor, batch_size: int) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        groups: dict[int, list[int]] = {}
+        for row, sample in enumerate(sample_index.tolist()):
+            groups.setdefault(int(sample), []).append(row)
+        self.batches = [rows[i : i + batch_size] for rows in groups.values() for i in range(0, len(rows), batch_size)]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter([list(b) for b in self.batches])
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
 class MultimodalDataModule(pl.LightningDataModule, ABC):
     """Base data module: per-sample masks from a ``MissingnessSpec``, evaluation under ``EvalProtocol``s.
 
@@ -171,11 +209,14 @@ class MultimodalDataModule(pl.LightningDataModule, ABC):
         eval_protocols: test protocols; ``None`` = ``[AllPatterns()]``.
         mask_seed: seed of every mask (train, val and test tables); fixed across methods.
         batch_size: training batch size.
-        eval_batch_size: val/test batch size (default: ``batch_size``).
+        eval_batch_size: val/test batch size (default: ``batch_size``); with ``group_eval_rows``, at most this many
+            rows *of one sample* per batch.
         num_workers: DataLoader workers.
     """
 
     name: str = ""
+    group_eval_rows: bool = False
+    """Val/test batches hold rows of one sample only (samples of different shapes cannot be collated)."""
 
     def __init__(
         self,
@@ -336,9 +377,28 @@ class MultimodalDataModule(pl.LightningDataModule, ABC):
         trainer = self.trainer
         return trainer is not None and trainer.strategy.root_device.type == "cuda"
 
-    def _loader(self, dataset: Dataset, shuffle: bool, batch_size: int, split: str) -> DataLoader:
+    def _loader(
+        self, dataset: Dataset, shuffle: bool, batch_size: int, split: str, sample_index: Tensor | None = None
+    ) -> DataLoader:
+        """``sample_index`` (evaluation loaders of ``group_eval_rows`` modules): the sample of each row."""
         sampler: Any = None
         trainer = self.trainer
+        if self.group_eval_rows and not shuffle and batch_size > 1:
+            if trainer is not None and trainer.world_size > 1:
+                raise MMBenchError(
+                    f"{type(self).__name__}: eval_batch_size={batch_size} groups the {split} rows of each case into "
+                    "batches, which is not supported with more than one device; use eval_batch_size 1 there"
+                )
+            rows = sample_index if sample_index is not None else torch.arange(len(dataset))  # type: ignore[arg-type]
+            return DataLoader(
+                dataset,
+                batch_sampler=SampleGroupedBatchSampler(rows, batch_size),
+                num_workers=self.num_workers,
+                persistent_workers=self.num_workers > 0,
+                pin_memory=self.pin_memory,
+                generator=loader_generator(split, "workers"),
+                worker_init_fn=seed_worker if self.num_workers > 0 else None,
+            )
         if not shuffle and trainer is not None and trainer.world_size > 1:
             # shard without padding so that every evaluation row counts exactly once
             sampler = UnrepeatedDistributedSampler(
@@ -366,10 +426,13 @@ class MultimodalDataModule(pl.LightningDataModule, ABC):
 
     def test_dataloader(self) -> list[DataLoader]:  # noqa: D102
         base = self._dataset("test")
-        return [
-            self._loader(EvalDataset(base, self.mask_table(p)), False, self.eval_batch_size, "test")
-            for p in self.eval_protocols
-        ]
+        loaders = []
+        for protocol in self.eval_protocols:
+            table = self.mask_table(protocol)
+            loaders.append(
+                self._loader(EvalDataset(base, table), False, self.eval_batch_size, "test", table.sample_index)
+            )
+        return loaders
 
     def predict_dataloader(self) -> DataLoader:  # noqa: D102
         return self.test_dataloader()[0]
