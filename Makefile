@@ -108,7 +108,8 @@ reproduce-table3: $(STAMP) ## ShaSpec Table 3 (AV-MNIST SMIL): 0/5/10/15/20 % au
 
 reproduce-brats-synth: $(STAMP) ## semi-synthetic BraTS (4 mm, 12 epochs): every segmentation method, all 15 patterns, 3 seeds
 	$(BIN)/python -m mmbench sweep --config experiments/paper/sweeps/brats_synth.yaml --executor=$(EXECUTOR) $(SWEEP_PARALLEL) $(SWEEP_ARGS)
-	$(BIN)/python experiments/paper/reproduce.py brats-synth runs/paper-brats-synth-4mm --out baselines/reproduced/brats_synth_et_t1ce.md
+	$(BIN)/python -m mmbench sweep --config experiments/paper/sweeps/brats_synth_ul4m4.yaml --executor=$(EXECUTOR) $(SWEEP_PARALLEL) $(SWEEP_ARGS)
+	$(BIN)/python experiments/paper/reproduce.py brats-synth runs/paper-brats-synth-4mm runs/paper-brats-synth-4mm-ul4m4 --out baselines/reproduced/brats_synth_et_t1ce.md
 
 reproduce-ul4m4: $(STAMP) ## UL4M4 (K = 16) vs its K = 1 mean-fill on mfeat and AV-MNIST-lite, 30/50/70 % missing, 3 seeds
 	$(BIN)/python -m mmbench sweep --config experiments/paper/sweeps/ul4m4_vs_meanfill.yaml --executor=$(EXECUTOR) $(SWEEP_PARALLEL) $(SWEEP_ARGS)

@@ -2,7 +2,7 @@
 
     python experiments/paper/reproduce.py table3 runs/paper-table3 runs/paper-table3-noaudio \
         runs/paper-table3-lowerbound --out baselines/reproduced/shaspec2023_table3_avmnist.md
-    python experiments/paper/reproduce.py brats-synth runs/paper-brats-synth-4mm \
+    python experiments/paper/reproduce.py brats-synth runs/paper-brats-synth-4mm runs/paper-brats-synth-4mm-ul4m4 \
         --out baselines/reproduced/brats_synth_et_t1ce.md
     python experiments/paper/reproduce.py ul4m4 runs/paper-ul4m4-vs-meanfill \
         --out baselines/reproduced/ul4m4_vs_meanfill.md

@@ -245,6 +245,15 @@ def test_segmentation_skips_none_and_sizes_that_are_not_multiples():
         _method(dm, seg_skips="zero")
 
 
+def test_segmentation_window_other_than_the_training_patch_is_refused_at_construction():
+    """The imputer's embeddings have the training patch's shape: a larger window used to fail only at test time,
+    after training (a 48³ window over 32³ patches); now the constructor says so, and the default window works."""
+    dm = make_dm("segmentation", input_shapes={m: [1, 8, 8, 8] for m in ("flair", "t1", "t1ce", "t2")})
+    with pytest.raises(ValueError, match=r"UL4M4: roi_size \(16, 16, 16\) must equal the training patch \(8, 8, 8\)"):
+        _method(dm, roi_size=16)
+    assert _method(dm, roi_size=8).roi_size == _method(dm).roi_size == (8, 8, 8)
+
+
 def test_lightning_checkpoint_resume_does_not_refit(tmp_path, monkeypatch):
     dm = _dm("features")
     method = _method(dm, imputer_fit="observed", num_clusters=3)

@@ -134,9 +134,11 @@ class UL4M4(MissingModalityMethod):
         num_layers: transformer encoder layers (1).
         dropout: dropout in the transformer and the head (0.1).
         seg_widths: segmentation: channels per level of the frozen 3-D encoders (``(8, 16, 32, 32)``; the
-            embedding of a modality is ``seg_widths[-1]·(S/2^(L−1))³`` for an ``S³`` patch).
+            embedding of a modality is ``seg_widths[-1]·(D/2^(L−1))·(H/2^(L−1))·(W/2^(L−1))`` for a ``D×H×W``
+            patch).
         seg_skips: segmentation decoder skips, ``"observed_mean"`` (default) or ``"none"``.
-        **kwargs: ``MissingModalityMethod`` arguments (the linked data facts, evaluation settings).
+        **kwargs: ``MissingModalityMethod`` arguments (the linked data facts, evaluation settings); for
+            segmentation ``roi_size`` must be the training patch (the default), since the embeddings have its shape.
     """
 
     fitted: Tensor  # bool[]: the unsupervised stage has run (or a fitted state was loaded)
@@ -171,6 +173,12 @@ class UL4M4(MissingModalityMethod):
             raise ValueError(f"seg_skips must be one of {list(get_args(SegSkips))}, got {seg_skips!r}")
         if imputer_fit not in get_args(ImputerFit):
             raise ValueError(f"imputer_fit must be one of {list(get_args(ImputerFit))}, got {imputer_fit!r}")
+        patch = self.input_shapes[self.modalities[0]][1:]
+        if self.task.dense and self.roi_size != tuple(patch):
+            raise ValueError(
+                f"UL4M4: roi_size {self.roi_size} must equal the training patch {tuple(patch)} (leave it null): "
+                "its imputer works on embeddings of the training patch's shape, so windows must have that shape"
+            )
         self.num_clusters, self.imputer_fit = int(num_clusters), imputer_fit
         self.imputer_max_iter, self.imputer_tol, self.seed = int(imputer_max_iter), float(imputer_tol), int(seed)
         self.imputer_official_one_update = bool(imputer_official_one_update)
