@@ -57,7 +57,9 @@ def test_brats_synth_splits_patterns_by_t1ce(tmp_path: Path) -> None:
     _write(tmp_path / "run", rows)
     text = _module().brats_synth([str(tmp_path)])
     line = next(ln for ln in text.splitlines() if ln.startswith("| zero_fill"))
-    assert line.startswith("| zero_fill | 86.50 ± 0.71 | 21.50 ± 0.71 | +65.00 ± 0.00 | – | – | 2 | 0 |")
+    assert line.startswith(
+        "| zero_fill | 86.50 ± 0.71 | 1: 86.0, 2: 87.0 | 21.50 ± 0.71 | +65.00 ± 0.00 | – | – | 2 | 0 |"
+    )
 
 
 def _cell(path: Path, method: str, seed: int, per_case: dict[str, dict[str, float]]) -> None:
@@ -103,6 +105,9 @@ def test_brats_synth_per_case_spread_and_paired_comparison(tmp_path: Path) -> No
     zf = next(ln for ln in text.splitlines() if ln.startswith("| zero_fill | 65"))
     # per case, with T1c: 50, 60, 70, 80 → median 65, IQR [57.5, 72.5], mean 65 ± 12.9
     assert "| 65.0 [57.5, 72.5]; 65.0 ± 12.9 | 15.0 [7.5, 22.5]; 15.0 ± 12.9 | 3 | 4 |" in zf
+    assert zf.startswith("| zero_fill | 65.00 ± 0.00 | 1: 65.0, 2: 65.0, 3: 65.0 | 15.00 ± 0.00 |")
+    ss = next(ln for ln in text.splitlines() if ln.startswith("| shaspec | 85"))
+    assert ss.startswith("| shaspec | 85.00 ± 10.00 | 1: 75.0, 2: 85.0, 3: 95.0 |")  # each seed's with-T1c mean
     cmp_line = next(ln for ln in text.splitlines() if ln.startswith("| zero_fill | +"))
     half = 4.302652729911275 * 10.0 / math.sqrt(3)  # t_{0.975, 2} · sd(10, 20, 30) / √3
     ci = f"+20.00 [{20 - half:+.2f}, {20 + half:+.2f}] (n=3)"

@@ -19,12 +19,12 @@ LeNet-5 (``unimodal`` with ``encoder=lenet5``) and mmbench's ``unimodal``. Missi
 paired by seed.
 
 ``brats-synth``: per method, ET Dice averaged over the 8 patterns *with* T1c and over the 7 *without* (the
-``all_patterns`` protocol), per seed, then mean ± std over seeds; the per-case spread over the test cases (each
-case's ET Dice averaged over the group's patterns and the seeds, from ``predictions.parquet``: median [IQR] and
-mean ± std over cases); and ShaSpec − every other method paired by seed, with T1c, without, and over all 15
-patterns, with two-sided 95 % t-intervals (``mmbench.leaderboard.stats.t_interval``). The published ShaSpec Table 1
-averages of the same two groups are printed above it (real BraTS2018, online validation: not comparable in level,
-only in trend).
+``all_patterns`` protocol), per seed (the with-T1c value of each seed is listed too), then mean ± std over seeds; the
+per-case spread over the test cases (each case's ET Dice averaged over the group's patterns and the seeds, from
+``predictions.parquet``: median [IQR] and mean ± std over cases); and ShaSpec − every other method paired by seed,
+with T1c, without, and over all 15 patterns, with two-sided 95 % t-intervals
+(``mmbench.leaderboard.stats.t_interval``). The published ShaSpec Table 1 averages of the same two groups are printed
+above it (real BraTS2018, online validation: not comparable in level, only in trend).
 
 Only cells with a ``COMPLETE`` marker are read (``results.csv`` exists only for validated cells), so a sweep that is
 still running, or resumed, gives a table of what has finished; the table says how many seeds each entry has.
@@ -354,9 +354,9 @@ def brats_synth(dirs: list[str], reference: str = "shaspec") -> str:
         f"Published ShaSpec (Table 1, BraTS2018 online validation): ET with T1c {with_pub:.2f}, "
         f"without {without_pub:.2f} (real data: compare the trend, not the level).",
         "",
-        "| method | ET with T1c (seeds) | ET without T1c (seeds) | with − without | per case, with T1c: "
-        "median [IQR]; mean ± std | per case, without T1c | seeds | cases |",
-        "|---|---|---|---|---|---|---|---|",
+        "| method | ET with T1c (seeds) | with T1c, per seed | ET without T1c (seeds) | with − without | per case, "
+        "with T1c: median [IQR]; mean ± std | per case, without T1c | seeds | cases |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     sd = lambda s: f" ± {s.std(ddof=1):.2f}" if s.size > 1 else ""  # noqa: E731
     for method, g in per_seed.groupby(level="method"):
@@ -367,9 +367,10 @@ def brats_synth(dirs: list[str], reference: str = "shaspec") -> str:
         pcw = _spread(pc["with"].dropna().to_numpy()) if pc is not None and "with" in pc else "–"
         pcwo = _spread(pc["without"].dropna().to_numpy()) if pc is not None and "without" in pc else "–"
         n_cases = len(pc) if pc is not None else 0
+        each = ", ".join(f"{int(seed)}: {v:.1f}" for (_, seed), v in w.items())
         lines.append(
-            f"| {method} | {w.mean():.2f}{sd(w)} | {wo.mean():.2f}{sd(wo)} | {d.mean():+.2f}{sd(d)} | {pcw} | "
-            f"{pcwo} | {g.shape[0]} | {n_cases} |"
+            f"| {method} | {w.mean():.2f}{sd(w)} | {each} | {wo.mean():.2f}{sd(wo)} | {d.mean():+.2f}{sd(d)} | "
+            f"{pcw} | {pcwo} | {g.shape[0]} | {n_cases} |"
         )
     if reference in per_seed.index.get_level_values("method"):
         ref = per_seed.loc[reference]
