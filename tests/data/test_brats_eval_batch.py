@@ -15,9 +15,9 @@ import pytest
 import torch
 
 import mmbench.methods  # noqa: F401  (registers the methods)
+from conftest import make_dm
 from mmbench.data.base import SampleGroupedBatchSampler
 from mmbench.data.brats import MODALITIES, BraTSDataModule
-from mmbench.data.synthetic import SyntheticDataModule
 from mmbench.errors import MMBenchError
 from mmbench.masks import AllPatterns, BernoulliMissing, all_pattern_ids, pattern_mask
 from mmbench.registry import METHODS
@@ -73,8 +73,7 @@ def test_test_loader_batches_rows_of_one_case_with_their_own_patterns(tmp_path: 
     expected = {(i, tuple(pattern_mask(p, 4).tolist())) for i in range(n) for p in all_pattern_ids(4)}
     assert len(seen) == len(expected) == 15 * n and set(seen) == expected  # each (case, pattern) once
     assert len(loader) == n * -(-15 // eval_batch_size)
-    (val,) = [dm.val_dataloader()]
-    assert all(b["index"].numel() == 1 for b in val)  # val: one row per case, so one per batch
+    assert all(b["index"].numel() == 1 for b in dm.val_dataloader())  # val: one row per case, so one per batch
 
 
 def test_grouped_evaluation_is_refused_on_several_devices_in_one_line(tmp_path: Path) -> None:
@@ -91,10 +90,8 @@ def test_grouped_evaluation_is_refused_on_several_devices_in_one_line(tmp_path: 
 def test_a_rows_logits_do_not_depend_on_the_other_rows_of_its_batch(name: str) -> None:
     """One volume under its 15 patterns in one batch (sliding windows over a volume larger than the window) gives,
     row by row, the logits of that row scored alone: no method mixes the rows of an evaluation batch."""
-    dm = SyntheticDataModule(
-        task="segmentation", input_shapes={m: [1, 8, 16, 8] for m in MODALITIES}, num_samples=(4, 2, 2), batch_size=2,
-        missingness=BernoulliMissing(0.3, min_present=1),
-    )  # fmt: skip
+    dm = make_dm("segmentation", input_shapes={m: [1, 8, 16, 8] for m in MODALITIES},
+                 missingness=BernoulliMissing(0.3, min_present=1))  # fmt: skip
     dm.setup("fit")
     torch.manual_seed(0)
     model = METHODS.get(name)(dm.modalities, dm.input_shapes, dm.task, dm.num_classes)

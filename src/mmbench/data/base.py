@@ -239,6 +239,8 @@ class MultimodalDataModule(pl.LightningDataModule, ABC):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
+        if eval_batch_size is not None and eval_batch_size < 1:
+            raise ValueError(f"eval_batch_size must be >= 1, got {eval_batch_size}")
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
         self.datasets: dict[str, Dataset] = {}
@@ -381,36 +383,29 @@ class MultimodalDataModule(pl.LightningDataModule, ABC):
         self, dataset: Dataset, shuffle: bool, batch_size: int, split: str, sample_index: Tensor | None = None
     ) -> DataLoader:
         """``sample_index`` (evaluation loaders of ``group_eval_rows`` modules): the sample of each row."""
-        sampler: Any = None
         trainer = self.trainer
+        devices = trainer.world_size if trainer is not None else 1
+        batching: dict[str, Any] = {"batch_size": batch_size, "sampler": None}
         if self.group_eval_rows and not shuffle and batch_size > 1:
-            if trainer is not None and trainer.world_size > 1:
+            if devices > 1:
                 raise MMBenchError(
                     f"{type(self).__name__}: eval_batch_size={batch_size} groups the {split} rows of each case into "
                     "batches, which is not supported with more than one device; use eval_batch_size 1 there"
                 )
             rows = sample_index if sample_index is not None else torch.arange(len(dataset))  # type: ignore[arg-type]
-            return DataLoader(
-                dataset,
-                batch_sampler=SampleGroupedBatchSampler(rows, batch_size),
-                num_workers=self.num_workers,
-                persistent_workers=self.num_workers > 0,
-                pin_memory=self.pin_memory,
-                generator=loader_generator(split, "workers"),
-                worker_init_fn=seed_worker if self.num_workers > 0 else None,
-            )
-        if not shuffle and trainer is not None and trainer.world_size > 1:
+            batching = {"batch_sampler": SampleGroupedBatchSampler(rows, batch_size)}
+        elif not shuffle and devices > 1:
             # shard without padding so that every evaluation row counts exactly once
-            sampler = UnrepeatedDistributedSampler(
+            assert trainer is not None
+            batching["sampler"] = UnrepeatedDistributedSampler(
                 dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
             )
         elif shuffle:
             # own generator: the order depends on the seed only, not on the global RNG or the worker count
-            sampler = EpochRandomSampler(dataset, split)
+            batching["sampler"] = EpochRandomSampler(dataset, split)
         return DataLoader(
             dataset,
-            batch_size=batch_size,
-            sampler=sampler,
+            **batching,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory,

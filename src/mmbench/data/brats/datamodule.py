@@ -99,8 +99,6 @@ class BraTSDataModule(MultimodalDataModule):
         eval_batch_size: int = 1,
         num_workers: int = 0,
     ) -> None:
-        if eval_batch_size < 1:
-            raise ValueError(f"eval_batch_size must be >= 1, got {eval_batch_size}")
         super().__init__(missingness, eval_protocols, mask_seed, batch_size, eval_batch_size, num_workers)
         patch = as_patch_size(patch_size, "patch_size", minimum=8)
         self.root = root
